@@ -1,0 +1,130 @@
+"""The DuckDB catalog: one schema per vendor, one view per asset over its Parquet dataset.
+
+Views read the dataset through a glob, so a new partition is visible the moment its file lands; the
+catalog only has to be written when an asset lands for the first time or its columns change. DuckDB
+allows one writer per file, and a user may be holding the catalog open in a ``duckdb`` shell: a locked
+catalog is retried briefly and then skipped with a warning (the data is landed either way, and
+``edu-assets catalog`` rebuilds every view).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import duckdb
+
+from edu_assets.core.lake import DATA_FILE
+from edu_assets.core.naming import quote_ident, sql_str
+from edu_assets.core.settings import LakeSettings
+
+META_SCHEMA = "edu_meta"
+
+
+@dataclass(frozen=True)
+class TableSummary:
+    name: str
+    rows: int
+    columns: int
+    partitions: int
+
+
+def _dataset_glob(dataset: Path) -> str:
+    return str(dataset / "**" / DATA_FILE)
+
+
+class Catalog:
+    def __init__(self, settings: LakeSettings | None = None):
+        self.settings = settings or LakeSettings.from_env()
+        self.path = self.settings.catalog_path
+
+    def _open(self, retries: int = 20, read_only: bool = False) -> duckdb.DuckDBPyConnection:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        for attempt in range(retries):
+            try:
+                return duckdb.connect(str(self.path), read_only=read_only)
+            except duckdb.IOException:
+                if attempt + 1 == retries:
+                    raise
+                time.sleep(0.25 + 0.05 * attempt)
+        raise AssertionError("unreachable")
+
+    def ensure_view(self, vendor: str, asset: str, *, latest_by: str | None = None, log: object | None = None) -> bool:
+        """Create or refresh ``<vendor>.<asset>`` (and ``<asset>_latest`` for snapshots); False if locked."""
+        dataset = self.settings.root / vendor / asset
+        if not any(dataset.rglob(DATA_FILE)):
+            return False
+        try:
+            con = self._open()
+        except duckdb.IOException:
+            if log is not None:
+                log.warning(  # type: ignore[attr-defined]
+                    f"DuckDB catalog {self.path} is locked by another process; view {vendor}.{asset} not refreshed "
+                    "(the data is landed; close the other session or run `edu-assets catalog`)"
+                )
+            return False
+        with con:
+            self._create_views(con, vendor, asset, dataset, latest_by)
+        return True
+
+    def _create_views(
+        self, con: duckdb.DuckDBPyConnection, vendor: str, asset: str, dataset: Path, latest_by: str | None
+    ) -> None:
+        schema, view = quote_ident(vendor), quote_ident(asset)
+        con.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
+        con.execute(
+            f"CREATE OR REPLACE VIEW {schema}.{view} AS SELECT * FROM read_parquet("
+            f"{sql_str(_dataset_glob(dataset))}, hive_partitioning=true, union_by_name=true)"
+        )
+        if latest_by:
+            col = quote_ident(latest_by)
+            con.execute(
+                f"CREATE OR REPLACE VIEW {schema}.{quote_ident(asset + '_latest')} AS SELECT * FROM {schema}.{view} "
+                f"WHERE {col} = (SELECT max({col}) FROM {schema}.{view})"
+            )
+
+    def rebuild(self, latest_by: dict[str, str] | None = None) -> list[str]:
+        """Recreate every view from what is in the lake (for a catalog deleted or moved by hand)."""
+        latest_by = latest_by or {}
+        made: list[str] = []
+        if not self.settings.root.exists():
+            return made
+        with self._open() as con:
+            for vendor_dir in sorted(p for p in self.settings.root.iterdir() if p.is_dir()):
+                for dataset in sorted(p for p in vendor_dir.iterdir() if p.is_dir()):
+                    if any(dataset.rglob(DATA_FILE)):
+                        key = f"{vendor_dir.name}.{dataset.name}"
+                        self._create_views(con, vendor_dir.name, dataset.name, dataset, latest_by.get(key))
+                        made.append(key)
+        return made
+
+    def summary(self, vendor: str | None = None) -> list[TableSummary]:
+        """One line per view: rows, columns and partitions (files) behind it."""
+        out: list[TableSummary] = []
+        if not self.path.exists():
+            return out
+        with self._open(read_only=True) as con:
+            views = con.execute(
+                "SELECT schema_name, view_name FROM duckdb_views() WHERE NOT internal "
+                "AND view_name NOT LIKE '%\\_latest' ESCAPE '\\' ORDER BY 1, 2"
+            ).fetchall()
+            for schema, view in views:
+                if schema == META_SCHEMA or (vendor and schema != vendor):
+                    continue
+                ref = f"{quote_ident(schema)}.{quote_ident(view)}"
+                rows = con.execute(f"SELECT count(*) FROM {ref}").fetchone()
+                cols = con.execute(f"DESCRIBE {ref}").fetchall()
+                partitions = len(list((self.settings.root / schema / view).rglob(DATA_FILE)))
+                out.append(TableSummary(f"{schema}.{view}", int(rows[0]) if rows else 0, len(cols), partitions))
+        return out
+
+
+def format_summary(rows: list[TableSummary]) -> str:
+    if not rows:
+        return "(no tables landed yet)"
+    width = max(len(r.name) for r in rows)
+    lines = [f"{'table'.ljust(width)}  {'rows':>10}  {'columns':>7}  {'partitions':>10}"]
+    lines += [f"{r.name.ljust(width)}  {r.rows:>10,}  {r.columns:>7}  {r.partitions:>10}" for r in rows]
+    lines.append(f"{len(rows)} tables, {sum(r.rows for r in rows):,} rows")
+    return "\n".join(lines)

@@ -1,0 +1,110 @@
+"""Durable records of vendor export jobs, kept as asset observations in the Dagster instance.
+
+An observation on the asset partition is written the moment a vendor job starts (``started``), when a
+run hands it to the sensor (``deferred``) and when it ends badly (``failed``/``abandoned``). Because they
+live in the instance (SQLite locally, PostgreSQL in production) they survive crashed runs and restarts,
+they show up on the asset's page in the UI, and a later run of the same partition finds the job there
+and resumes it instead of starting a second one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import dagster as dg
+
+from edu_assets.core.exports import ExportHandle
+
+STATE = "edu/export_state"
+HANDLE = "edu/export_handle"
+JOB_ID = "vendor_job_id"
+HANDLE_TAG = "edu/export_handle"
+
+STARTED, DEFERRED, FAILED, ABANDONED = "started", "deferred", "failed", "abandoned"
+RESUMABLE = {STARTED, DEFERRED}
+
+
+def record(context: dg.AssetExecutionContext, handle: ExportHandle, state: str, **extra: str | float) -> None:
+    metadata: dict[str, dg.RawMetadataValue] = {STATE: state, JOB_ID: handle.job_id, HANDLE: handle.to_json()}
+    metadata.update(extra)
+    context.log_event(
+        dg.AssetObservation(asset_key=context.asset_key, partition=_partition(context), metadata=metadata)
+    )
+
+
+def _partition(context: dg.AssetExecutionContext) -> str | None:
+    return context.partition_key if context.has_partition_key else None
+
+
+def resumable_handle(context: dg.AssetExecutionContext) -> ExportHandle | None:
+    """The vendor job this run should resume, if any.
+
+    The completion sensor passes the handle as a run tag. Otherwise the latest export observation of this
+    partition is used when it is newer than the partition's latest materialization and the job did not
+    end badly: a re-run after a crash or a deferral picks the job up again.
+    """
+    tagged = context.run.tags.get(HANDLE_TAG)
+    if tagged:
+        return ExportHandle.from_json(tagged)
+    instance = context.instance
+    partition = _partition(context)
+    filt = dg.AssetRecordsFilter(
+        asset_key=context.asset_key, asset_partitions=[partition] if partition is not None else None
+    )
+    for rec in instance.fetch_observations(filt, limit=20).records:
+        obs = rec.asset_observation
+        if obs is None or STATE not in obs.metadata:
+            continue
+        state = obs.metadata[STATE].value
+        if state not in RESUMABLE:
+            return None
+        mats = instance.fetch_materializations(filt, limit=1).records
+        if mats and mats[0].storage_id > rec.storage_id:
+            return None
+        return ExportHandle.from_json(str(obs.metadata[HANDLE].value))
+    return None
+
+
+def deferred_handles(
+    instance: dg.DagsterInstance, asset_key: dg.AssetKey, after_storage_id: int
+) -> Iterator[tuple[int, ExportHandle | None]]:
+    """Observations of one asset after a storage id, oldest first, with the handle when it is a deferral."""
+    cursor: str | None = None
+    while True:
+        result = instance.fetch_observations(
+            dg.AssetRecordsFilter(asset_key=asset_key, after_storage_id=after_storage_id),
+            limit=500,
+            cursor=cursor,
+            ascending=True,
+        )
+        for rec in result.records:
+            obs = rec.asset_observation
+            if obs is not None and obs.metadata.get(STATE) and obs.metadata[STATE].value == DEFERRED:
+                yield rec.storage_id, ExportHandle.from_json(str(obs.metadata[HANDLE].value))
+            else:
+                yield rec.storage_id, None
+        if not result.has_more:
+            return
+        cursor = result.cursor
+
+
+def landed_job_ids(instance: dg.DagsterInstance, asset_key: dg.AssetKey, after_storage_id: int) -> tuple[int, set[str]]:
+    """Vendor job ids landed by materializations after a storage id, and the newest storage id seen."""
+    newest = after_storage_id
+    ids: set[str] = set()
+    cursor: str | None = None
+    while True:
+        result = instance.fetch_materializations(
+            dg.AssetRecordsFilter(asset_key=asset_key, after_storage_id=after_storage_id),
+            limit=500,
+            cursor=cursor,
+            ascending=True,
+        )
+        for rec in result.records:
+            newest = max(newest, rec.storage_id)
+            mat = rec.asset_materialization
+            if mat is not None and JOB_ID in mat.metadata:
+                ids.add(str(mat.metadata[JOB_ID].value))
+        if not result.has_more:
+            return newest, ids
+        cursor = result.cursor

@@ -1,0 +1,128 @@
+"""The completion sensor: notices when deferred vendor exports finish and launches exactly their partition.
+
+A tick does bounded work, because Dagster ends slow ticks at about 60 s: it reads new deferral records
+and new materializations (to forget jobs that have landed), then polls pending jobs round-robin until a
+time or count budget is spent, keeping the rest for the next tick. A job that is ready, failed or past
+its deadline gets one run request whose run key is the vendor job id (Dagster never repeats a run key,
+so a vendor job is launched once); the run resumes that job via the handle in its tags.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import dagster as dg
+
+from edu_assets.core.errors import EduAssetsError, Where
+from edu_assets.core.export_records import HANDLE_TAG, deferred_handles, landed_job_ids
+from edu_assets.core.exports import AsyncExportAPI, ExportHandle, JobState
+from edu_assets.core.redact import redact
+from edu_assets.core.settings import ExportSettings
+
+
+@dataclass
+class SensorState:
+    """The sensor cursor: storage-id watermarks per asset, pending handles, round-robin offset."""
+
+    observed: dict[str, int] = field(default_factory=dict)
+    materialized: dict[str, int] = field(default_factory=dict)
+    pending: dict[str, str] = field(default_factory=dict)
+    offset: int = 0
+
+    @classmethod
+    def load(cls, cursor: str | None) -> SensorState:
+        return cls(**json.loads(cursor)) if cursor else cls()
+
+    def dump(self) -> str:
+        return json.dumps(self.__dict__, sort_keys=True)
+
+
+def build_export_completion_sensor(
+    *,
+    name: str,
+    vendor: str,
+    asset_keys: Sequence[dg.AssetKey],
+    api_factory: Callable[[dg.SensorEvaluationContext], AsyncExportAPI],
+    required_resource_keys: set[str],
+    minimum_interval_seconds: int = 30,
+    default_status: dg.DefaultSensorStatus = dg.DefaultSensorStatus.RUNNING,
+) -> dg.SensorDefinition:
+    """Build the completion sensor for one vendor's async-export assets.
+
+    The per-tick budget (seconds and polls) comes from ``ExportSettings`` at tick time.
+    """
+
+    @dg.sensor(
+        name=name,
+        asset_selection=list(asset_keys),
+        minimum_interval_seconds=minimum_interval_seconds,
+        required_resource_keys=required_resource_keys,
+        default_status=default_status,
+        description=(
+            f"Polls {vendor} export jobs that outlived their run's inline wait and launches a run for exactly "
+            "that partition when the job is ready (run key = vendor job id, so a job lands once)."
+        ),
+    )
+    def _sensor(context: dg.SensorEvaluationContext, **_resources: object) -> dg.SensorResult:
+        # Direct invocation passes required resources as keywords; the factory reads them from context.
+        state = SensorState.load(context.cursor)
+        for key in asset_keys:
+            skey = key.to_user_string()
+            for storage_id, handle in deferred_handles(context.instance, key, state.observed.get(skey, 0)):
+                state.observed[skey] = storage_id
+                if handle is not None:
+                    state.pending[handle.job_id] = handle.to_json()
+            newest, landed = landed_job_ids(context.instance, key, state.materialized.get(skey, 0))
+            state.materialized[skey] = newest
+            for job_id in landed:
+                state.pending.pop(job_id, None)
+
+        settings = ExportSettings.from_env()
+        api = api_factory(context) if state.pending else None
+        order = sorted(state.pending)
+        if order:
+            start = state.offset % len(order)
+            order = order[start:] + order[:start]
+        started = time.monotonic()
+        requests: list[dg.RunRequest] = []
+        polls = 0
+        for job_id in order:
+            if polls >= settings.sensor_max_polls_per_tick or (
+                time.monotonic() - started > settings.sensor_tick_budget_seconds
+            ):
+                context.log.info(f"{vendor}: tick budget spent; {len(order) - polls} job(s) left for the next tick")
+                break
+            handle = ExportHandle.from_json(state.pending[job_id])
+            where = Where(vendor, handle.asset_key, handle.partition_key)
+            polls += 1
+            if handle.age() > settings.deadline_seconds:
+                outcome = "past its deadline"
+            else:
+                try:
+                    status = api.poll(handle, where)  # type: ignore[union-attr]
+                except EduAssetsError as exc:
+                    context.log.warning(f"{where}: could not poll job {job_id} ({exc}); will retry next tick")
+                    continue
+                except Exception as exc:  # network trouble must not kill the tick
+                    context.log.warning(f"{where}: could not poll job {job_id} ({redact(exc)}); will retry next tick")
+                    continue
+                if status.state is JobState.PENDING:
+                    continue
+                outcome = status.state.value
+            context.log.info(f"{where}: vendor job {job_id} is {outcome}; launching a run for that partition")
+            requests.append(
+                dg.RunRequest(
+                    run_key=job_id,
+                    asset_selection=[dg.AssetKey.from_user_string(handle.asset_key)],
+                    partition_key=handle.partition_key,
+                    tags={HANDLE_TAG: handle.to_json(), "edu/vendor": vendor, "edu/trigger": name},
+                )
+            )
+            del state.pending[job_id]
+        state.offset += polls
+        return dg.SensorResult(run_requests=requests, cursor=state.dump())
+
+    return _sensor

@@ -1,0 +1,257 @@
+"""The Parquet lake: one hive-partitioned dataset per asset, one file per partition, replaced atomically.
+
+Layout: ``<root>/<vendor>/<asset>/<dim>=<value>[/<dim>=<value>]/data.parquet``. A partition is written to a
+hidden temporary file beside its target and moved into place with :func:`os.replace`, so a reader sees
+either the previous version or the new one, never half of one, and a run killed mid-write leaves the
+previous version untouched. Vendor files are converted by DuckDB, which streams: memory stays flat
+however large the export.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from edu_assets.core.errors import LandingError, Where
+from edu_assets.core.naming import normalise_columns, path_value, quote_ident, sql_str
+from edu_assets.core.settings import LakeSettings, env
+
+DATA_FILE = "data.parquet"
+_TMP_PREFIX = ".inflight-"
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    type: str
+    original: str
+
+
+@dataclass
+class Landed:
+    """What a landing produced: enough for Dagster metadata and asset checks."""
+
+    path: Path
+    rows: int
+    bytes: int
+    columns: list[Column]
+    preview: list[dict[str, Any]] = field(default_factory=list)
+    missing_columns: list[str] = field(default_factory=list)
+    unexpected_columns: list[str] = field(default_factory=list)
+    typed: bool = True
+
+
+def parquet_file(path: Path) -> str:
+    """SQL reading exactly one Parquet file: no hive columns guessed from the ``dim=value`` directories."""
+    return f"read_parquet({sql_str(str(path))}, hive_partitioning=false)"
+
+
+def duplicate_key_counts(path: Path, columns: Sequence[str]) -> tuple[int, int]:
+    """(key values that repeat, rows carrying a repeated key) in one landed partition."""
+    by = ", ".join(quote_ident(c) for c in columns)
+    with duckdb.connect() as con:
+        row = con.execute(
+            f"SELECT count(*), coalesce(sum(n), 0) FROM (SELECT count(*) AS n FROM {parquet_file(path)} "
+            f"GROUP BY {by} HAVING count(*) > 1)"
+        ).fetchone()
+    return (int(row[0]), int(row[1])) if row else (0, 0)
+
+
+def _connect(memory_limit: str | None = None) -> duckdb.DuckDBPyConnection:
+    con = duckdb.connect()
+    con.execute(f"SET memory_limit={sql_str(memory_limit or env('EDU_DUCKDB_MEMORY_LIMIT', '200MB'))}")
+    con.execute("SET preserve_insertion_order=false")
+    threads = env("EDU_DUCKDB_THREADS")
+    if threads:
+        con.execute(f"SET threads={int(threads)}")
+    return con
+
+
+class Lake:
+    """Writes and locates partitions of every asset's dataset."""
+
+    def __init__(self, settings: LakeSettings | None = None):
+        self.settings = settings or LakeSettings.from_env()
+        self.root = self.settings.root
+
+    def dataset_dir(self, vendor: str, asset: str) -> Path:
+        return self.root / vendor / asset
+
+    def partition_dir(self, vendor: str, asset: str, partition: Mapping[str, str]) -> Path:
+        path = self.dataset_dir(vendor, asset)
+        for dim, value in partition.items():
+            path = path / f"{dim}={path_value(value)}"
+        return path
+
+    def work_path(self, vendor: str, asset: str, partition: Mapping[str, str], name: str) -> Path:
+        """Where a raw download for this partition is staged (and kept when it cannot be landed)."""
+        slug = "_".join(f"{k}={path_value(v)}" for k, v in partition.items()) or "all"
+        path = self.settings.work_dir / vendor / asset / slug / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return path
+
+    # ------------------------------------------------------------------ landing
+    def land_csv(
+        self,
+        src: Path,
+        where: Where,
+        vendor: str,
+        asset: str,
+        partition: Mapping[str, str],
+        *,
+        encoding: str = "utf-8",
+        expected_columns: Sequence[str] | None = None,
+        keep_raw: bool = False,
+    ) -> Landed:
+        """Convert a CSV export to this partition's Parquet file, replacing the previous version atomically."""
+        _refuse_non_csv(src, where)
+        target = self.partition_dir(vendor, asset, partition) / DATA_FILE
+        tmp = target.parent / f"{_TMP_PREFIX}{uuid.uuid4().hex}.partial"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        _sweep_stale(target.parent)
+        with _connect() as con:
+            try:
+                typed = True
+                try:
+                    originals = self._copy_csv(con, src, tmp, encoding, all_varchar=False)
+                except duckdb.ConversionException:
+                    # A value late in the file did not fit the type sniffed from the first rows: land it
+                    # all as text rather than lose rows or fail the partition.
+                    typed = False
+                    originals = self._copy_csv(con, src, tmp, encoding, all_varchar=True)
+            except duckdb.Error as exc:
+                tmp.unlink(missing_ok=True)
+                raise _csv_error(where, src, encoding, exc) from None
+            landed = _describe(con, tmp, originals, typed)
+        os.replace(tmp, target)
+        landed.path = target
+        landed.missing_columns, landed.unexpected_columns = _drift(originals, expected_columns)
+        if not keep_raw:
+            src.unlink(missing_ok=True)
+        return landed
+
+    def _copy_csv(
+        self, con: duckdb.DuckDBPyConnection, src: Path, tmp: Path, encoding: str, *, all_varchar: bool
+    ) -> list[str]:
+        reader = (
+            f"read_csv({sql_str(str(src))}, header=true, delim=',', quote='\"', escape='\"', strict_mode=true, hive_partitioning=false, "
+            f"encoding={sql_str(_duckdb_encoding(encoding))}, all_varchar={'true' if all_varchar else 'false'}, "
+            "sample_size=20480)"
+        )
+        originals = [r[0] for r in con.execute(f"DESCRIBE SELECT * FROM {reader}").fetchall()]
+        names = normalise_columns(originals)
+        select = ", ".join(f"{quote_ident(o)} AS {quote_ident(n)}" for o, n in zip(originals, names, strict=True))
+        kv = {"edu_assets.original_columns": json.dumps(dict(zip(names, originals, strict=True)))}
+        kv_sql = ", ".join(f"{sql_str(k)}: {sql_str(v)}" for k, v in kv.items())
+        con.execute(
+            f"COPY (SELECT {select} FROM {reader}) TO {sql_str(str(tmp))} "
+            f"(FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE 122880, KV_METADATA {{{kv_sql}}})"
+        )
+        return originals
+
+    def land_rows(
+        self,
+        rows: Sequence[Mapping[str, Any]],
+        where: Where,
+        vendor: str,
+        asset: str,
+        partition: Mapping[str, str],
+        *,
+        columns: Sequence[str] | None = None,
+        expected_columns: Sequence[str] | None = None,
+    ) -> Landed:
+        """Land already-parsed records (JSON APIs) through the same atomic path."""
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        originals = list(columns or dict.fromkeys(k for r in rows for k in r))
+        names = normalise_columns(originals)
+        table = pa.table({n: [r.get(o) for r in rows] for o, n in zip(originals, names, strict=True)}) if originals else pa.table({})
+        target = self.partition_dir(vendor, asset, partition) / DATA_FILE
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.parent / f"{_TMP_PREFIX}{uuid.uuid4().hex}.partial"
+        meta = {b"edu_assets.original_columns": json.dumps(dict(zip(names, originals, strict=True))).encode()}
+        pq.write_table(table.replace_schema_metadata(meta), tmp, compression="zstd")
+        with _connect() as con:
+            landed = _describe(con, tmp, originals, True)
+        os.replace(tmp, target)
+        landed.path = target
+        landed.missing_columns, landed.unexpected_columns = _drift(originals, expected_columns)
+        return landed
+
+    def partitions(self, vendor: str, asset: str) -> list[Path]:
+        return sorted(self.dataset_dir(vendor, asset).rglob(DATA_FILE))
+
+
+def _duckdb_encoding(encoding: str) -> str:
+    e = encoding.lower().replace("_", "-")
+    return {"iso-8859-1": "latin-1", "latin1": "latin-1", "utf8": "utf-8", "cp1252": "latin-1"}.get(e, e)
+
+
+def _refuse_non_csv(src: Path, where: Where) -> None:
+    size = src.stat().st_size
+    if size == 0:
+        raise LandingError(
+            where, "the export is empty (0 bytes, not even a header row)", src,
+            hint="the vendor produced no file content; re-run the partition, and if it stays empty ask the vendor",
+        )
+    with open(src, "rb") as f:
+        head = f.read(512).lstrip(b"\xef\xbb\xbf \t\r\n")
+    if head[:1] in (b"<", b"{", b"["):
+        kind = "HTML/XML" if head[:1] == b"<" else "JSON"
+        snippet = head[:160].decode("utf-8", "replace")
+        raise LandingError(
+            where, f"expected CSV but the vendor sent {kind}: {snippet!r}", src,
+            hint="this is usually a vendor error page; check the vendor's status and re-run the partition",
+        )
+
+
+def _csv_error(where: Where, src: Path, encoding: str, exc: duckdb.Error) -> LandingError:
+    detail = " ".join(line.strip() for line in str(exc).splitlines()[:3] if line.strip())
+    if "unicode" in detail.lower() or "encod" in detail.lower():
+        return LandingError(
+            where, f"the file is not valid {encoding} ({detail})", src,
+            hint="set the export's encoding (e.g. encoding: latin-1) in its catalog entry, then re-run",
+        )
+    return LandingError(
+        where, f"the CSV could not be parsed ({detail})", src,
+        hint="inspect the raw file; if the vendor's file is malformed, re-run the partition or report it to the vendor",
+    )
+
+
+def _describe(con: duckdb.DuckDBPyConnection, path: Path, originals: Sequence[str], typed: bool) -> Landed:
+    p = parquet_file(path)
+    schema = con.execute(f"DESCRIBE SELECT * FROM {p}").fetchall()
+    rows_row = con.execute(f"SELECT count(*) FROM {p}").fetchone()
+    cur = con.execute(f"SELECT * FROM {p} LIMIT 5")
+    names = [d[0] for d in cur.description] if cur.description else []
+    preview = [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
+    columns = [Column(s[0], s[1], o) for s, o in zip(schema, originals, strict=False)]
+    return Landed(path, int(rows_row[0]) if rows_row else 0, path.stat().st_size, columns, preview, typed=typed)
+
+
+def _drift(originals: Sequence[str], expected: Sequence[str] | None) -> tuple[list[str], list[str]]:
+    if not expected:
+        return [], []
+    got = {o.strip() for o in originals}
+    want = {e.strip() for e in expected}
+    return sorted(want - got), sorted(got - want)
+
+
+def _sweep_stale(directory: Path, older_than: float = 24 * 3600) -> None:
+    """Remove temp files left by runs that were killed mid-write (they are never read)."""
+    cutoff = time.time() - older_than
+    for p in directory.glob(f"{_TMP_PREFIX}*"):
+        try:
+            if p.stat().st_mtime < cutoff:
+                p.unlink()
+        except FileNotFoundError:
+            pass

@@ -1,0 +1,67 @@
+"""Materialization metadata a data engineer wants on the asset page: size, schema, provenance, a preview."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import dagster as dg
+
+from edu_assets.core.http import Downloaded
+from edu_assets.core.lake import Landed
+from edu_assets.core.redact import redact
+
+
+def _cell(value: Any) -> str:
+    text = "" if value is None else redact(value)
+    text = text.replace("|", "\\|").replace("\n", " ")
+    return text[:40] + ("…" if len(text) > 40 else "")
+
+
+def preview_markdown(landed: Landed) -> str:
+    if not landed.columns:
+        return "(no columns)"
+    cols = [c.name for c in landed.columns][:12]
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    lines += ["| " + " | ".join(_cell(row.get(c)) for c in cols) + " |" for row in landed.preview]
+    return "\n".join(lines)
+
+
+def landed_metadata(
+    landed: Landed,
+    *,
+    downloaded: Downloaded | None = None,
+    vendor_job_id: str | None = None,
+    waited_seconds: float | None = None,
+    extra: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    md: dict[str, Any] = {
+        "dagster/row_count": landed.rows,
+        "parquet_bytes": landed.bytes,
+        "path": dg.MetadataValue.path(str(landed.path)),
+        "dagster/column_schema": dg.TableSchema(
+            columns=[
+                dg.TableColumn(c.name, c.type, description=f"vendor column: {c.original!r}" if c.original != c.name else None)
+                for c in landed.columns
+            ]
+        ),
+        "preview": dg.MetadataValue.md(preview_markdown(landed)),
+    }
+    if not landed.typed:
+        md["typed"] = dg.MetadataValue.text("no: a value did not fit the sniffed types, so every column landed as text")
+    if landed.missing_columns:
+        md["missing_columns"] = ", ".join(landed.missing_columns)
+    if landed.unexpected_columns:
+        md["unexpected_columns"] = ", ".join(landed.unexpected_columns)
+    if downloaded is not None:
+        md["download_bytes"] = downloaded.bytes
+        md["download_sha256"] = downloaded.sha256
+        md["download_seconds"] = round(downloaded.seconds, 3)
+        if downloaded.attempts > 1:
+            md["download_attempts"] = downloaded.attempts
+    if vendor_job_id:
+        md["vendor_job_id"] = vendor_job_id
+    if waited_seconds is not None:
+        md["export_wait_seconds"] = round(waited_seconds, 2)
+    md.update(extra or {})
+    return md

@@ -1,0 +1,74 @@
+"""Command line for the sandbox: `python -m edu_assets.sandbox [--port 8765] [--rows N] ...`.
+
+Flags are generated from the vendor apps' knobs, so a new vendor's knobs appear here without
+touching this file. Generated files are cached in ~/.cache/edu-assets/sandbox by default, so
+restarting the sandbox does not regenerate large exports.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+from .registry import ALL_APPS, build_apps
+from .server import SandboxServer
+
+DEFAULT_CACHE_DIR = Path("~/.cache/edu-assets/sandbox").expanduser()
+
+
+def _knob_flags() -> dict[str, str]:
+    """knob name -> help text, over all vendors (first help text wins)."""
+    flags: dict[str, str] = {}
+    for cls in ALL_APPS.values():
+        for name, knob in cls.KNOBS.items():
+            if knob.cli:
+                flags.setdefault(name, knob.help)
+    return flags
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m edu_assets.sandbox",
+        description="Serve every edu-assets vendor emulator on loopback until Ctrl-C.",
+    )
+    parser.add_argument("--host", default="127.0.0.1", help="interface to bind (default: loopback only)")
+    parser.add_argument("--port", type=int, default=8765, help="port (0 = any free port; default 8765)")
+    for name, help_text in _knob_flags().items():
+        parser.add_argument(
+            f"--{name.replace('_', '-')}", dest=name, default=None, metavar="VALUE", help=help_text
+        )
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    knobs: dict[str, Any] = {
+        name: getattr(args, name) for name in _knob_flags() if getattr(args, name) is not None
+    }
+    knobs.setdefault("cache_dir", str(DEFAULT_CACHE_DIR))
+    try:
+        server = SandboxServer(build_apps(**knobs), host=args.host, port=args.port).start()
+    except (ValueError, TypeError) as exc:
+        print(f"sandbox: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"sandbox: cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr)
+        return 1
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):  # explicit: SIGINT may be ignored when backgrounded
+        signal.signal(signum, lambda *_: stop.set())
+    print(f"edu-assets sandbox on {server.url}   (faults, requests, knobs: {server.url}/_sandbox/...)")
+    for app in server.apps.values():
+        print(app.describe())
+    print("Ctrl-C to stop.", flush=True)
+    try:
+        while not stop.wait(0.5):
+            pass
+    finally:
+        server.stop()
+        print("sandbox stopped.", flush=True)
+    return 0

@@ -1,0 +1,22 @@
+"""Stellic: bulk CSV exports (sync or async) and the partner API's engagement-score export."""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from edu_assets.vendors.stellic.assets import build_all
+from edu_assets.vendors.stellic.catalog import load_catalog
+from edu_assets.vendors.stellic.resources import stellic_resource_from_env
+from edu_assets.vendors.stellic.sensors import build_completion_sensor, build_snapshot_schedule
+
+
+def definitions() -> dg.Definitions:
+    specs = load_catalog()
+    assets, checks = build_all()
+    return dg.Definitions(
+        assets=assets,
+        asset_checks=checks,
+        sensors=[build_completion_sensor(specs)],
+        schedules=[build_snapshot_schedule(specs)],
+        resources={"stellic": stellic_resource_from_env()},
+    )

@@ -1,0 +1,127 @@
+"""Asset factory: every entry of ``catalog.yaml`` becomes one partitioned Stellic asset.
+
+All assets share one body (:func:`edu_assets.core.export_asset.materialize_export`); the factory only
+binds the entry's path, parameters and partitioning.
+"""
+
+
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+
+from edu_assets.core.checks import build_dataset_checks
+from edu_assets.core.errors import ConfigError, Where
+from edu_assets.core.export_asset import ExportRequest, materialize_export
+from edu_assets.core.exports import ExportHandle
+from edu_assets.core.http import Downloaded
+from edu_assets.core.resources import LakeResource
+from edu_assets.vendors.stellic.catalog import ExportSpec, build_query, load_catalog
+from edu_assets.vendors.stellic.client import VENDOR
+from edu_assets.vendors.stellic.partitions import PARTITIONINGS, Partitioning, check_snapshot_date
+from edu_assets.vendors.stellic.resources import StellicResource
+
+GROUP = "stellic"
+POOL = "stellic"
+CHANNELS = ("auto", "http_file", "s3")
+
+
+class StellicExportConfig(dg.Config):
+    """Run config of every Stellic export asset."""
+
+    params: dict[str, Any] = {}
+    delivery_channel: str = "auto"  # auto: let Stellic decide; http_file: force sync; s3: force async
+    inline_wait_seconds: float | None = None  # how long to wait for an async export before deferring
+    allow_past_snapshot: bool = False
+
+
+def asset_key(spec: ExportSpec) -> dg.AssetKey:
+    return dg.AssetKey([VENDOR, spec.name])
+
+
+def _partition(part: Partitioning, key: str | None) -> dict[str, str]:
+    return {part.dim: key} if key is not None else {}
+
+
+def build_export_asset(spec: ExportSpec) -> dg.AssetsDefinition:
+    part = PARTITIONINGS[spec.partitioning]
+    needs = ", ".join(p.name for p in spec.required_params)
+
+    @dg.asset(
+        key=asset_key(spec),
+        group_name=GROUP,
+        partitions_def=part.definition,
+        description=spec.description + (f"\n\nNeeds run-config params: {needs}." if needs else ""),
+        kinds={"stellic", "parquet"},
+        pool=POOL,
+        output_required=False,  # a deferred async export ends the run without a materialization
+        tags={"edu/vendor": VENDOR, "edu/partitioning": spec.partitioning},
+        metadata={
+            "vendor_path": spec.path,
+            "default_flow": spec.flow,
+            "partition_column": part.dim,
+            "duckdb_view": f"{VENDOR}.{spec.name}",
+            "category": spec.category,
+        },
+    )
+    def _export(
+        context: dg.AssetExecutionContext,
+        config: StellicExportConfig,
+        stellic: StellicResource,
+        lake: LakeResource,
+    ):
+        key = context.partition_key if context.has_partition_key else None
+        where = Where(VENDOR, spec.name, key)
+        if config.delivery_channel not in CHANNELS:
+            raise ConfigError(where, f"delivery_channel must be one of {CHANNELS}, got {config.delivery_channel!r}")
+        if part.snapshot and key is not None:
+            check_snapshot_date(key, where, config.allow_past_snapshot)
+        query = build_query(spec, config.params, where) + (part.to_params(key, where) if key is not None else [])
+        if config.delivery_channel != "auto":
+            query.append(("delivery_channel", config.delivery_channel))
+        client = stellic.client(context.log)
+
+        def start(dest: Path) -> Downloaded | ExportHandle:
+            return client.start(
+                spec.path, query, dest, where, asset_key=context.asset_key.to_user_string(), partition_key=key
+            )
+
+        request = ExportRequest(
+            vendor=VENDOR,
+            asset=spec.name,
+            where=where,
+            partition=_partition(part, key),
+            api=client,
+            start=start,
+            encoding=spec.encoding,
+            expected_columns=spec.columns,
+            latest_by=part.dim if part.snapshot else None,
+            extra_metadata={"request_params": ", ".join(f"{k}={v}" for k, v in query)},
+        )
+        try:
+            yield from materialize_export(
+                context, request, lake=lake.lake(), catalog=lake.catalog(),
+                inline_wait_seconds=config.inline_wait_seconds,
+            )
+        finally:
+            client.http.close()
+
+    return _export
+
+
+def build_checks(spec: ExportSpec) -> list[dg.AssetChecksDefinition]:
+    part = PARTITIONINGS[spec.partitioning]
+    return build_dataset_checks(
+        asset_key(spec),
+        VENDOR,
+        spec.name,
+        lambda key: _partition(part, key),
+        keys=spec.keys,
+        expect_rows=spec.expect_rows,
+        expected_columns=spec.columns,
+    )
+
+
+def build_all() -> tuple[list[dg.AssetsDefinition], list[dg.AssetChecksDefinition]]:
+    specs = load_catalog()
+    return [build_export_asset(s) for s in specs], [c for s in specs for c in build_checks(s)]

@@ -1,0 +1,38 @@
+"""Stellic's completion sensor and daily snapshot schedule."""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from edu_assets.core.export_sensor import build_export_completion_sensor
+from edu_assets.vendors.stellic.assets import asset_key
+from edu_assets.vendors.stellic.catalog import ExportSpec
+from edu_assets.vendors.stellic.partitions import PARTITIONINGS
+from edu_assets.vendors.stellic.resources import StellicResource
+
+
+def build_completion_sensor(specs: tuple[ExportSpec, ...]) -> dg.SensorDefinition:
+    def api(context: dg.SensorEvaluationContext):
+        stellic: StellicResource = context.resources.stellic
+        return stellic.client(context.log)
+
+    return build_export_completion_sensor(
+        name="stellic_export_completion",
+        vendor="stellic",
+        asset_keys=[asset_key(s) for s in specs],  # Stellic may run any export asynchronously
+        api_factory=api,
+        required_resource_keys={"stellic"},
+    )
+
+
+def build_snapshot_schedule(specs: tuple[ExportSpec, ...]) -> dg.ScheduleDefinition:
+    """Every snapshot export that needs no user-chosen parameter, daily at 05:00 UTC (today's partition)."""
+    keys = [asset_key(s) for s in specs if s.partitioning == "snapshot" and not s.required_params]
+    job = dg.define_asset_job(
+        "stellic_daily_snapshots",
+        selection=dg.AssetSelection.assets(*keys),
+        partitions_def=PARTITIONINGS["snapshot"].definition,
+        tags={"edu/vendor": "stellic"},
+        description="Today's snapshot of every Stellic export that needs no user-chosen parameter.",
+    )
+    return dg.build_schedule_from_partitioned_job(job, hour_of_day=5, minute_of_hour=0, name="stellic_daily_snapshots_schedule")

@@ -1,0 +1,65 @@
+"""Shared fixtures: a real sandbox over HTTP, a real Dagster instance, a lake in a temp dir.
+
+Nothing is mocked: assets talk HTTP to the emulators, write Parquet, and register DuckDB views; sensors
+are evaluated with ``build_sensor_context`` against an on-disk instance.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from edu_assets.sandbox import SandboxServer, start_sandbox
+
+
+@pytest.fixture(scope="session")
+def sandbox_server() -> Iterator[SandboxServer]:
+    server = start_sandbox(port=0)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def sandbox(sandbox_server: SandboxServer, monkeypatch: pytest.MonkeyPatch) -> Iterator[SandboxServer]:
+    """The session's sandbox, reset (faults, knobs, request log, jobs) for each test."""
+    sandbox_server.reset()
+    stellic = sandbox_server.app("stellic")
+    defaults = stellic.knobs()
+    monkeypatch.setenv("EDU_SANDBOX_URL", sandbox_server.url)
+    for var in ("STELLIC_TOKEN", "STELLIC_BASE_URL", "STELLIC_INSTITUTION", "STELLIC_EXPORT_PARAMS"):
+        monkeypatch.delenv(var, raising=False)
+    yield sandbox_server
+    sandbox_server.faults.clear()
+    stellic.set_knobs(**defaults)
+
+
+@pytest.fixture
+def lake_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    data = tmp_path / "data"
+    monkeypatch.setenv("EDU_DATA_DIR", str(data))
+    for var in ("EDU_LAKE_ROOT", "EDU_DUCKDB_PATH", "EDU_WORK_DIR"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("EDU_EXPORT_INLINE_WAIT_SECONDS", "30")
+    return data
+
+
+@pytest.fixture
+def instance(tmp_path: Path) -> Iterator[dg.DagsterInstance]:
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    with dg.instance_for_test(temp_dir=str(home)) as inst:
+        yield inst
+
+
+@pytest.fixture
+def defs(sandbox: SandboxServer, lake_env: Path) -> dg.Definitions:
+    """Definitions built after the environment points at the sandbox and the temp lake."""
+    from edu_assets.definitions import build_definitions
+
+    return build_definitions()
+

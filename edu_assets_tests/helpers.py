@@ -1,0 +1,76 @@
+"""Small helpers for driving real Dagster runs in tests."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+import duckdb
+
+from edu_assets.definitions import selection_for
+
+
+def key(name: str) -> dg.AssetKey:
+    return dg.AssetKey(["stellic", name])
+
+
+def materialize(
+    defs: dg.Definitions,
+    instance: dg.DagsterInstance,
+    name: str,
+    partition: str | None,
+    *,
+    config: Mapping[str, Any] | None = None,
+    tags: Mapping[str, str] | None = None,
+    raise_on_error: bool = False,
+) -> dg.ExecuteInProcessResult:
+    """Materialize one asset partition with its checks, as a real run on ``instance``."""
+    k = key(name)
+    run_config = {"ops": {f"stellic__{name}": {"config": dict(config)}}} if config else {}
+    return dg.materialize(
+        selection_for(defs, [k]),
+        partition_key=partition,
+        instance=instance,
+        resources=defs.resources,
+        run_config=run_config,
+        tags=dict(tags or {}),
+        raise_on_error=raise_on_error,
+    )
+
+
+def sensor_tick(defs: dg.Definitions, instance: dg.DagsterInstance, name: str, cursor: str | None = None) -> Any:
+    """Evaluate one tick of a sensor from ``defs`` with its resources, as the daemon would."""
+    sensor = defs.get_sensor_def(name)
+    ctx = dg.build_sensor_context(instance=instance, definitions=defs, resources=defs.resources, cursor=cursor)
+    return sensor(ctx)
+
+
+def materializations(instance: dg.DagsterInstance, name: str, partition: str | None = None) -> list[Any]:
+    filt = dg.AssetRecordsFilter(asset_key=key(name), asset_partitions=[partition] if partition else None)
+    return [r.asset_materialization for r in instance.fetch_materializations(filt, limit=100).records]
+
+
+def export_observations(instance: dg.DagsterInstance, name: str) -> list[dict[str, Any]]:
+    recs = instance.fetch_observations(key(name), limit=100, ascending=True).records
+    return [{k: v.value for k, v in r.asset_observation.metadata.items()} for r in recs]
+
+
+def failure_message(result: dg.ExecuteInProcessResult) -> str:
+    failures = [e for e in result.all_events if e.is_step_failure]
+    assert failures, "expected a step failure"
+    err, messages = failures[0].step_failure_data.error, []
+    while err is not None:  # Dagster wraps the user's exception: the vendor message is in the cause
+        messages.append(err.message)
+        err = err.cause
+    return "\n".join(messages)
+
+
+def query(catalog: Path, sql: str) -> list[tuple]:
+    with duckdb.connect(str(catalog), read_only=True) as con:
+        return con.execute(sql).fetchall()
+
+
+def requests_to(server: Any, fragment: str) -> list[dict[str, Any]]:
+    return [r for r in server.requests if fragment in r["path"]]
