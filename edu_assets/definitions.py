@@ -11,24 +11,26 @@ from typing import Any
 import dagster as dg
 
 from edu_assets.core.resources import LakeResource
-from edu_assets.vendors import stellic
+from edu_assets.vendors import stellic, xporter
 
 
-def selection_for(defs: dg.Definitions, keys: Sequence[dg.AssetKey]) -> list[Any]:
-    """The asset definitions for ``keys`` plus their checks, unbound, ready for ``dg.materialize``.
+def selection_for(defs: dg.Definitions, keys: Sequence[dg.AssetKey], *, checks: bool = True) -> list[Any]:
+    """The asset definitions for ``keys`` plus (unless ``checks=False``) their checks, unbound, ready for
+    ``dg.materialize``.
 
     ``dg.materialize`` binds ``defs.resources`` itself, so it needs the definitions as declared, not the
     repository's resource-bound copies.
     """
     wanted = set(keys)
     assets = [a for a in (defs.assets or []) if isinstance(a, dg.AssetsDefinition) and wanted & set(a.keys)]
-    checks = [c for c in (defs.asset_checks or []) if any(ck.asset_key in wanted for ck in c.check_keys)]
-    return [*assets, *checks]
+    found = [c for c in (defs.asset_checks or []) if checks and any(ck.asset_key in wanted for ck in c.check_keys)]
+    return [*assets, *found]
 
 
 def build_definitions() -> dg.Definitions:
     return dg.Definitions.merge(
         stellic.definitions(),
+        xporter.definitions(),
         dg.Definitions(resources={"lake": LakeResource.from_env()}),
     )
 

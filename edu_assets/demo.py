@@ -8,6 +8,7 @@ get the catalog's example value when the vendor is sandboxed; against a live ven
 
 from __future__ import annotations
 
+import datetime as dt
 import time
 from collections import defaultdict
 from collections.abc import Iterable
@@ -32,10 +33,6 @@ class Outcome:
     detail: str = ""
 
 
-def _op_name(key: dg.AssetKey) -> str:
-    return "__".join(key.path)
-
-
 def _demo_params(spec: ExportSpec, sandboxed: bool) -> dict | None:
     """Params for the demo run, or None when a required value is unknown (live vendor, not configured)."""
     params: dict = {}
@@ -49,6 +46,11 @@ def _demo_params(spec: ExportSpec, sandboxed: bool) -> dict | None:
 
 
 def run_demo(instance: dg.DagsterInstance, defs: dg.Definitions, *, echo=print) -> list[Outcome]:
+    """Every vendor, one after the other."""
+    return run_stellic_demo(instance, defs, echo=echo) + run_xporter_demo(instance, defs, echo=echo)
+
+
+def run_stellic_demo(instance: dg.DagsterInstance, defs: dg.Definitions, *, echo=print) -> list[Outcome]:
     sandboxed = not stellic_mode().live
     specs = load_catalog()
     groups: dict[tuple[str, str], list[ExportSpec]] = defaultdict(list)
@@ -71,7 +73,7 @@ def run_demo(instance: dg.DagsterInstance, defs: dg.Definitions, *, echo=print) 
                 continue
             selected.append(spec)
             if params:
-                config[_op_name(asset_key(spec))] = {"config": {"params": params}}
+                config[_op_for(defs, asset_key(spec))] = {"config": {"params": params}}
         if not selected:
             continue
         keys = [asset_key(s) for s in selected]
@@ -86,7 +88,7 @@ def run_demo(instance: dg.DagsterInstance, defs: dg.Definitions, *, echo=print) 
             raise_on_error=False,
         )
         elapsed = time.monotonic() - started
-        outcomes += _outcomes(result, keys, partition)
+        outcomes += _outcomes(result, keys, partition, defs)
         for o in outcomes[-len(keys):]:
             mark = {"landed": "ok  ", "deferred": "wait", "failed": "FAIL"}.get(o.status, o.status)
             rows = f"{o.rows:>8,} rows" if o.rows is not None else " " * 13
@@ -95,23 +97,88 @@ def run_demo(instance: dg.DagsterInstance, defs: dg.Definitions, *, echo=print) 
     return outcomes
 
 
-def _outcomes(result: dg.ExecuteInProcessResult, keys: Iterable[dg.AssetKey], partition: str) -> list[Outcome]:
-    mats = {e.asset_key: e for e in result.get_asset_materialization_events()}
+def _outcomes(result: dg.ExecuteInProcessResult, keys: Iterable[dg.AssetKey], partition: str,
+              defs: dg.Definitions, *, missing: str = "deferred",
+              missing_detail: str = "vendor job still running: the sensor will land it") -> list[Outcome]:
+    """One outcome per asset key: landed (rows summed over the run's partitions), failed, or ``missing``."""
+    rows: dict[dg.AssetKey, int] = defaultdict(int)
+    for event in result.get_asset_materialization_events():
+        value = event.materialization.metadata.get("dagster/row_count")
+        rows[event.asset_key] += int(value.value) if value is not None else 0
     failures = {e.step_key: e for e in result.all_events if e.is_step_failure}
     out = []
     for key in keys:
         name = key.to_user_string()
-        if key in mats:
-            md = mats[key].materialization.metadata
-            rows = md.get("dagster/row_count")
-            out.append(Outcome(name, partition, "landed", int(rows.value) if rows is not None else None))
-        elif _op_name(key) in failures:
-            err = failures[_op_name(key)].step_failure_data.error
+        op = _op_for(defs, key)
+        if key in rows:
+            out.append(Outcome(name, partition, "landed", rows[key]))
+        elif op in failures:
+            err = failures[op].step_failure_data.error
+            while err is not None and err.cause is not None:  # the vendor's words are in the cause
+                err = err.cause
             msg = err.message.strip().splitlines()[-1] if err else "failed"
-            out.append(Outcome(name, partition, "failed", detail=msg[:200]))
+            out.append(Outcome(name, partition, "failed", detail=msg[:300]))
         else:
-            out.append(Outcome(name, partition, "deferred", detail="vendor job still running: the sensor will land it"))
+            out.append(Outcome(name, partition, missing, detail=missing_detail))
     return out
+
+
+def _op_for(defs: dg.Definitions, key: dg.AssetKey) -> str:
+    return next(a.node_def.name for a in selection_for(defs, [key]) if isinstance(a, dg.AssetsDefinition))
+
+
+def run_xporter_demo(instance: dg.DagsterInstance, defs: dg.Definitions, *, echo=print, months: int = 2) -> list[Outcome]:
+    """Discover schools as the sensor would, then per school: every snapshot endpoint in one run and the last
+    ``months`` months of every date-range endpoint in one run; plus the register and management assets."""
+    from edu_assets.vendors.xporter.assets import asset_key as xkey
+    from edu_assets.vendors.xporter.catalog import load_catalog as load_xporter
+    from edu_assets.vendors.xporter.monitoring import SCHOOLS
+    from edu_assets.vendors.xporter.partitions import ESTAB_PARTITIONS
+
+    xporter = defs.resources["xporter"]
+    schools = [s.estab for s in xporter.schools() if s.status == "authorised"]
+    instance.add_dynamic_partitions(ESTAB_PARTITIONS, schools)
+    endpoints, _ = load_xporter()
+    repo_keys = set(defs.get_repository_def().assets_defs_by_key)
+    monitoring = [k for k in repo_keys if k.path[0] == "xporter" and (k == SCHOOLS or k.path[1].startswith("management_"))]
+    unpartitioned = [k for k in monitoring if defs.get_assets_def(k).partitions_def is None]
+    per_school = [k for k in monitoring if k not in unpartitioned]
+    snapshot = [xkey(e, t) for e in endpoints if not e.partitioned_by_month and not e.diagnostic for t in e.tables]
+    monthly = [xkey(e, t) for e in endpoints if e.partitioned_by_month and not e.diagnostic for t in e.tables]
+    today = dt.date.today().replace(day=1)
+    first = today
+    for _ in range(months - 1):
+        first = (first - dt.timedelta(days=1)).replace(day=1)
+    echo(f"\nxporter: {len(schools)} authorised school(s): {', '.join(schools)}")
+
+    outcomes: list[Outcome] = []
+
+    def run(label: str, keys: list[dg.AssetKey], partition: str | None, tags: dict[str, str] | None = None) -> None:
+        started = time.monotonic()
+        result = dg.materialize(
+            # ~350 asset checks would double the demo's time; they run with every scheduled materialization
+            selection_for(defs, keys, checks=False), partition_key=partition, instance=instance, resources=defs.resources,
+            run_config={"loggers": {"console": {"config": {"log_level": "ERROR"}}}},
+            tags={"edu/vendor": "xporter", "edu/trigger": "demo", **(tags or {})}, raise_on_error=False,
+        )
+        got = _outcomes(result, keys, partition or "", defs, missing="skipped",
+                        missing_detail="not authorised for this school (see the asset's observations)")
+        outcomes.extend(got)
+        landed = [o for o in got if o.status == "landed"]
+        failed = [o for o in got if o.status == "failed"]
+        mark = "ok  " if not failed else "FAIL"
+        echo(f"  {mark} {label:<58} {len(landed):>4} tables {sum(o.rows or 0 for o in landed):>9,} rows"
+             f"  {len(got) - len(landed) - len(failed)} skipped  ({time.monotonic() - started:.1f}s)")
+        for o in failed[:5]:
+            echo(f"       {o.key}: {o.detail}")
+
+    run("xporter register and management endpoints", unpartitioned, None)
+    for estab in schools:
+        run(f"xporter snapshot endpoints, school {estab}", [*snapshot, *per_school], estab)
+        run(f"xporter date-range endpoints, school {estab}, {first:%Y-%m}..{today:%Y-%m}", monthly, None,
+            {"dagster/asset_partition_range_start": f"{estab}|{first.isoformat()}",
+             "dagster/asset_partition_range_end": f"{estab}|{today.isoformat()}"})
+    return outcomes
 
 
 def print_summary(echo=print) -> None:

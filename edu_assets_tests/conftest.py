@@ -6,6 +6,7 @@ are evaluated with ``build_sensor_context`` against an on-disk instance.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,6 +14,7 @@ import dagster as dg
 import pytest
 
 from edu_assets.sandbox import SandboxServer, start_sandbox
+from edu_assets.vendors.xporter.resources import reset_caches as reset_xporter_caches
 
 
 @pytest.fixture(scope="session")
@@ -28,14 +30,17 @@ def sandbox_server() -> Iterator[SandboxServer]:
 def sandbox(sandbox_server: SandboxServer, monkeypatch: pytest.MonkeyPatch) -> Iterator[SandboxServer]:
     """The session's sandbox, reset (faults, knobs, request log, jobs) for each test."""
     sandbox_server.reset()
-    stellic = sandbox_server.app("stellic")
-    defaults = stellic.knobs()
+    defaults = {name: copy.deepcopy(app.knobs()) for name, app in sandbox_server.apps.items()}
     monkeypatch.setenv("EDU_SANDBOX_URL", sandbox_server.url)
-    for var in ("STELLIC_TOKEN", "STELLIC_BASE_URL", "STELLIC_INSTITUTION", "STELLIC_EXPORT_PARAMS"):
+    for var in ("STELLIC_TOKEN", "STELLIC_BASE_URL", "STELLIC_INSTITUTION", "STELLIC_EXPORT_PARAMS",
+                "XPORTER_SCHOOL_SECRETS", "XPORTER_SECRETS_FILE", "XPORTER_MANAGEMENT_SECRET", "XPORTER_RELYING_PARTY",
+                "XPORTER_BASE_URL", "XPORTER_STS_URL", "XPORTER_TOKEN_REFRESH_MARGIN_SECONDS"):
         monkeypatch.delenv(var, raising=False)
+    reset_xporter_caches()
     yield sandbox_server
     sandbox_server.faults.clear()
-    stellic.set_knobs(**defaults)
+    for name, knobs in defaults.items():  # every vendor's knobs (stellic, xporter, ...)
+        sandbox_server.app(name).set_knobs(**knobs)
 
 
 @pytest.fixture

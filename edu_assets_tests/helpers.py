@@ -13,7 +13,8 @@ from edu_assets.definitions import selection_for
 
 
 def key(name: str) -> dg.AssetKey:
-    return dg.AssetKey(["stellic", name])
+    """``"audit_data"`` (a Stellic export) or a full ``"xporter/students"`` key."""
+    return dg.AssetKey.from_user_string(name) if "/" in name else dg.AssetKey(["stellic", name])
 
 
 def materialize(
@@ -28,9 +29,11 @@ def materialize(
 ) -> dg.ExecuteInProcessResult:
     """Materialize one asset partition with its checks, as a real run on ``instance``."""
     k = key(name)
-    run_config = {"ops": {f"stellic__{name}": {"config": dict(config)}}} if config else {}
+    selection = selection_for(defs, [k])
+    op = next(a.node_def.name for a in selection if isinstance(a, dg.AssetsDefinition))
+    run_config = {"ops": {op: {"config": dict(config)}}} if config else {}
     return dg.materialize(
-        selection_for(defs, [k]),
+        selection,
         partition_key=partition,
         instance=instance,
         resources=defs.resources,

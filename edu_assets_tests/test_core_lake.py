@@ -113,3 +113,22 @@ def test_locked_catalog_does_not_lose_the_landing(settings, tmp_path):
     # the existing view reads the glob, so the new partition is visible without a catalog write
     assert query(settings.catalog_path, "SELECT sum(x) FROM testvendor.things") == [(3,)]
     assert len(list((settings.root / "testvendor" / "things").rglob(DATA_FILE))) == 2
+
+
+def test_json_landing_keeps_values_that_do_not_fit_early_types(tmp_path, monkeypatch):
+    """DuckDB infers JSON types from a sample by default and silently nulls what does not fit: not here."""
+    import json
+
+    from edu_assets.core.errors import Where
+    from edu_assets.core.lake import Lake
+    from edu_assets.core.settings import LakeSettings
+
+    monkeypatch.setenv("EDU_DATA_DIR", str(tmp_path / "data"))
+    staged = tmp_path / "rows.jsonl"
+    rows = [{"Id": str(i), "Note": None, "Points": i} for i in range(30_000)] + [{"Id": "z", "Note": "late", "Points": "n/a"}]
+    staged.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    landed = Lake(LakeSettings.from_env()).land_json(staged, Where("x"), "x", "t", {"estab": "1"})
+    import duckdb
+
+    got = duckdb.sql(f"SELECT note, points::VARCHAR FROM read_parquet('{landed.path}') WHERE id = 'z'").fetchall()
+    assert landed.rows == 30_001 and got == [("late", "n/a")]

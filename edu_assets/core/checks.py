@@ -5,14 +5,13 @@ of failing.
 """
 
 
-import json
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import dagster as dg
 import pyarrow.parquet as pq
 
-from edu_assets.core.lake import DATA_FILE, duplicate_key_counts
+from edu_assets.core.lake import DATA_FILE, duplicate_key_counts, original_columns
 from edu_assets.core.naming import snake_case
 from edu_assets.core.resources import LakeResource
 
@@ -84,8 +83,7 @@ def build_dataset_checks(
             path = partition_path(_partition_key(context), lake)
             if not path.exists():
                 return _missing(path)
-            kv = pq.ParquetFile(path).schema_arrow.metadata or {}
-            originals = json.loads(kv.get(b"edu_assets.original_columns", b"{}")).values()
+            originals = original_columns(path).values()
             got = {o.strip() for o in originals}
             missing, unexpected = sorted(set(expected) - got), sorted(got - set(expected))
             return dg.AssetCheckResult(

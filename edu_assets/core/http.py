@@ -139,6 +139,8 @@ def vendor_message(response: httpx.Response) -> str:
         body = None
     messages: list[str] = []
     if isinstance(body, dict):
+        if body.get("ExceptionType") and body.get("ExceptionMessage"):  # the .NET error envelope (Xporter)
+            messages.append(f"{body['ExceptionType']}: {body['ExceptionMessage']}")
         for key in ("ExceptionMessage", "message", "error", "detail"):
             value = body.get(key)
             if isinstance(value, str) and value:
@@ -165,7 +167,8 @@ class VendorHTTP:
         vendor: str,
         base_url: str,
         *,
-        auth_headers: Mapping[str, str] | None = None,
+        auth_headers: Mapping[str, str] | Callable[[], Mapping[str, str]] | None = None,
+        reauth: Callable[[Mapping[str, str]], None] | None = None,
         timeout: float = 130.0,
         retry: RetryPolicy | None = None,
         rate_per_second: float = 0.0,
@@ -174,7 +177,10 @@ class VendorHTTP:
     ):
         self.vendor = vendor
         self.base_url = base_url.rstrip("/")
-        self._auth = dict(auth_headers or {})
+        # Auth headers may be a callable so short-lived tokens are fetched (and refreshed) per request;
+        # ``reauth(rejected_headers)`` is called once when the vendor answers 401, then the request is retried.
+        self._auth = auth_headers if callable(auth_headers) else dict(auth_headers or {})
+        self._reauth = reauth
         self.retry = retry or RetryPolicy.from_env()
         self.limiter = RateLimiter.for_vendor(vendor, rate_per_second)
         self.log: Log = log or _NullLog()
@@ -203,7 +209,7 @@ class VendorHTTP:
     def _headers_for(self, url: str, extra: Mapping[str, str] | None) -> dict[str, str]:
         headers = dict(extra or {})
         if url.startswith(self.base_url + "/") or url == self.base_url:
-            headers.update(self._auth)
+            headers.update(self._auth() if callable(self._auth) else self._auth)
         return headers
 
     def request(
@@ -223,13 +229,13 @@ class VendorHTTP:
         url = self.url(path_or_url)
         ok = set(ok_statuses)
         last_problem = ""
+        reauthed = False
         for attempt in range(self.retry.max_attempts):
             self.limiter.acquire()
             started = time.monotonic()
+            sent = self._headers_for(url, headers)
             try:
-                response = self._client.request(
-                    method, url, params=params, json=json_body, headers=self._headers_for(url, headers)
-                )
+                response = self._client.request(method, url, params=params, json=json_body, headers=sent)
             except _TRANSIENT_ERRORS as exc:
                 last_problem = f"{type(exc).__name__}: {redact(exc)}"
                 delay = self.retry.delay(attempt, None)
@@ -246,6 +252,11 @@ class VendorHTTP:
             self.log.debug(f"{where}: {method} {redact_url(str(response.request.url))} -> {response.status_code} in {elapsed:.2f}s")
             if response.status_code < 400 or response.status_code in ok:
                 return response
+            if response.status_code == 401 and self._reauth is not None and not reauthed:
+                reauthed = True
+                self.log.info(f"{where}: HTTP 401 from {redact_url(url)}; refreshing the token once and retrying")
+                self._reauth(sent)
+                continue
             if response.status_code in retry_statuses and attempt + 1 < self.retry.max_attempts:
                 retry_after = parse_retry_after(response.headers.get("Retry-After"))
                 delay = self.retry.delay(attempt, retry_after)

@@ -87,6 +87,18 @@ def stellic_mode() -> VendorMode:
     return VendorMode("stellic", False, f"{sandbox_url()}/stellic", "no STELLIC_TOKEN: using the sandbox")
 
 
+XPORTER_SECRET_VARS = ("XPORTER_SCHOOL_SECRETS", "XPORTER_SECRETS_FILE", "XPORTER_MANAGEMENT_SECRET")
+
+
+def xporter_mode() -> VendorMode:
+    """Live when any Xporter secret is configured (a JSON mapping, a secrets file or the management secret)."""
+    configured = [v for v in XPORTER_SECRET_VARS if env(v)]
+    if configured:
+        base = env("XPORTER_BASE_URL", "https://xporter.groupcall.com")
+        return VendorMode("xporter", True, (base or "").rstrip("/"), f"{', '.join(configured)} set")
+    return VendorMode("xporter", False, f"{sandbox_url()}/xporter", "no Xporter secrets: using the sandbox")
+
+
 def vendor_modes() -> list[VendorMode]:
     """Every vendor with whether it is live or sandboxed, and why (printed by ``edu-assets status``)."""
-    return [stellic_mode()]
+    return [stellic_mode(), xporter_mode()]

@@ -54,6 +54,7 @@ class VendorApp:
     name: ClassVar[str] = ""
     extra_prefixes: ClassVar[tuple[str, ...]] = ()
     FAULT_KINDS: ClassVar[frozenset[str]] = frozenset()
+    ACTIONS: ClassVar[frozenset[str]] = frozenset()  # methods callable over POST /_sandbox/actions/<name>/<action>
     KNOBS: ClassVar[dict[str, Knob]] = {
         "latency": Knob(0.0, nonneg_float, "seconds of delay added to every request"),
     }

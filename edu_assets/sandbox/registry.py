@@ -10,11 +10,13 @@ from typing import Any
 
 from .app import VendorApp
 from .stellic import StellicApp
+from .xporter import XporterApp
 
 __all__ = ["ALL_APPS", "build_apps"]
 
 ALL_APPS: dict[str, type[VendorApp]] = {
     "stellic": StellicApp,
+    "xporter": XporterApp,
 }
 
 

@@ -175,6 +175,8 @@ class SandboxServer:
                 return json_response({"reset": True})
             if section == "knobs":
                 return self._control_knobs(method, rest, request)
+            if section == "actions" and method == "POST" and len(rest) == 2:
+                return self._control_action(rest[0], rest[1], request)
         except (ValueError, TypeError, KeyError) as exc:
             return json_response({"error": str(exc).strip("'\"")}, 400)
         return json_response({"error": f"no control endpoint {method} {request.path}"}, 404)
@@ -199,6 +201,17 @@ class SandboxServer:
             fault_id = self.faults.add(kind, vendor=vendor, match=match, times=times, **params)
             return json_response({"id": fault_id, "faults": self.faults.active()}, 201)
         return json_response({"error": f"no control endpoint {method} {request.path}"}, 404)
+
+    def _control_action(self, vendor: str, action: str, request: Request) -> Response:
+        """``POST /_sandbox/actions/<vendor>/<action>`` with JSON keyword arguments: a vendor app's
+        declared test action (e.g. Xporter's ``mutate``), for a sandbox running in another process."""
+        app = self.app(vendor)
+        if action not in app.ACTIONS:
+            raise ValueError(f"{vendor} has no action {action!r}; actions: {sorted(app.ACTIONS)}")
+        body = request.json() or {}
+        if not isinstance(body, dict):
+            raise ValueError("body must be a JSON object of keyword arguments")
+        return json_response({"result": getattr(app, action)(**body)})
 
     def _control_knobs(self, method: str, rest: list[str], request: Request) -> Response:
         if method == "GET":

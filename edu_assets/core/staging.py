@@ -1,0 +1,76 @@
+"""Stage JSON records on disk as they arrive, one newline-delimited JSON file per output table.
+
+Paged APIs deliver records a page at a time; writing each page to disk at once keeps memory bounded by
+the pages in flight, however large the result, and leaves one file per table that DuckDB converts to
+Parquet in a streaming pass. (One file, not one per page: DuckDB's multi-file JSON scan holds a large
+buffer per file and runs out of memory under the platform's cap.)
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import IO, Any
+
+from edu_assets.core.errors import LandingError
+
+_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+
+
+class JsonStage:
+    """``<directory>/<key>.jsonl`` per key; written from one thread (the page consumer)."""
+
+    def __init__(self, directory: Path):
+        self.directory = directory
+        directory.mkdir(parents=True, exist_ok=True)
+        self.counts: dict[str, int] = {}
+        self._files: dict[str, IO[str]] = {}
+
+    def path(self, key: str) -> Path:
+        safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in key)
+        return self.directory / f"{safe}.jsonl"
+
+    def write(self, key: str, rows: Sequence[Mapping[str, Any]]) -> None:
+        fh = self._files.get(key)
+        if fh is None:
+            fh = self._files[key] = open(self.path(key), "w", encoding="utf-8")  # noqa: SIM115
+        self.counts[key] = self.counts.get(key, 0) + len(rows)
+        if rows:
+            fh.write("\n".join(map(_ENCODER.encode, rows)))  # one write per page
+            fh.write("\n")
+
+    def finish(self, key: str) -> Path:
+        """Close ``key``'s file (created empty when nothing arrived for it) and return its path."""
+        fh = self._files.pop(key, None)
+        if fh is not None:
+            fh.close()
+        path = self.path(key)
+        path.touch()
+        self.counts.setdefault(key, 0)
+        return path
+
+    def close(self, remove: bool = True) -> None:
+        """Close every file; remove the staging directory unless it must be kept for inspection."""
+        for fh in self._files.values():
+            fh.close()
+        self._files.clear()
+        if remove:
+            shutil.rmtree(self.directory, ignore_errors=True)
+
+
+@contextmanager
+def staging(directory: Path) -> Iterator[JsonStage]:
+    """A stage removed afterwards, except when landing failed: then its files are what the error points to."""
+    stage = JsonStage(directory)
+    try:
+        yield stage
+    except LandingError:
+        stage.close(remove=False)
+        raise
+    except BaseException:
+        stage.close()
+        raise
+    stage.close()

@@ -1,0 +1,31 @@
+"""Xporter on Demand (Groupcall): UK school MIS data, one Idaas token per school, change sets, paging."""
+
+from __future__ import annotations
+
+from functools import cache
+
+import dagster as dg
+
+from edu_assets.vendors.xporter.assets import build_all
+from edu_assets.vendors.xporter.monitoring import build_monitoring
+from edu_assets.vendors.xporter.resources import XporterResource
+from edu_assets.vendors.xporter.sensors import (
+    JOBS,
+    xporter_current_month,
+    xporter_daily_snapshots,
+    xporter_school_discovery,
+)
+
+
+@cache  # nothing here reads the environment at build time: build the ~200 assets once per process
+def definitions() -> dg.Definitions:
+    assets, checks = build_all()
+    monitoring, monitoring_checks = build_monitoring()
+    return dg.Definitions(
+        assets=[*assets, *monitoring],
+        asset_checks=[*checks, *monitoring_checks],
+        jobs=JOBS,
+        sensors=[xporter_school_discovery],
+        schedules=[xporter_daily_snapshots, xporter_current_month],
+        resources={"xporter": XporterResource()},
+    )

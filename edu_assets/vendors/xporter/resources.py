@@ -1,0 +1,128 @@
+"""The Xporter resource: where the API is, and per-school clients whose tokens never cross schools.
+
+Its configuration (shown in the Dagster UI) holds URLs and tuning only; secrets are read from the
+environment when a client is made (see ``auth.py``), so they never appear in run config.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import dagster as dg
+
+from edu_assets.core.errors import Where
+from edu_assets.core.http import Log, VendorHTTP
+from edu_assets.core.settings import env, xporter_mode
+from edu_assets.core.tokens import TokenCache
+from edu_assets.vendors.xporter.auth import MANAGEMENT, Secrets, load_secrets, mint_token
+from edu_assets.vendors.xporter.catalog import split_scopes
+from edu_assets.vendors.xporter.client import XporterClient
+
+_caches: dict[tuple[str, str], TokenCache] = {}
+_caches_lock = threading.Lock()
+
+
+@dataclass(frozen=True)
+class School:
+    estab: str
+    name: str
+    status: str  # authorised | pending | revoked
+    scopes: frozenset[str]
+    since: str | None
+
+
+class XporterResource(dg.ConfigurableResource):
+    """Xporter on Demand. Empty URLs mean: the live service when secrets are set, else the sandbox."""
+
+    base_url: str = ""
+    sts_url: str = ""
+    page_size: int = 5000
+    page_concurrency: int = 4
+    rate_per_second: float = 0.0
+
+    def _base(self) -> str:
+        if self.base_url:
+            return self.base_url.rstrip("/")
+        mode = xporter_mode()
+        return mode.base_url
+
+    def _sts(self) -> str:
+        if self.sts_url:
+            return self.sts_url
+        if xporter_mode().live:
+            return env("XPORTER_STS_URL", "https://login.groupcall.com/idaas/sts/STS/GetToken") or ""
+        return f"{self._base()}/idaas/sts/STS/GetToken"
+
+    def secrets(self) -> Secrets:
+        return load_secrets(sandbox=not xporter_mode().live)
+
+    def tokens(self) -> TokenCache:
+        """The process-wide token cache for this service (tokens are reused across assets and runs)."""
+        base = self._base()
+        secrets = self.secrets()
+        key = (base, secrets.relying_party)
+        with _caches_lock:
+            cache = _caches.get(key)
+            if cache is None:
+                sts = VendorHTTP("xporter-sts", base)
+                sts_url = self._sts()
+                cache = _caches[key] = TokenCache(
+                    lambda scope: mint_token(sts, sts_url, self.secrets(), scope),
+                    refresh_margin_seconds=float(env("XPORTER_TOKEN_REFRESH_MARGIN_SECONDS", "300") or 300),
+                )
+            return cache
+
+    def client(self, estab: str, log: Log | None = None) -> XporterClient:
+        """A client for one school's data, using only that school's token."""
+        if not estab:
+            raise ValueError("a school client needs an estab; use management() for the management token")
+        return XporterClient(self._base(), self.tokens(), estab, log=log, page_size=self.page_size,
+                             page_concurrency=self.page_concurrency, rate_per_second=self.rate_per_second)
+
+    def management(self, log: Log | None = None) -> XporterClient:
+        return XporterClient(self._base(), self.tokens(), MANAGEMENT, log=log, rate_per_second=self.rate_per_second)
+
+    def schools(self, log: Log | None = None, max_age_seconds: float = 300.0) -> list[School]:
+        """The school register (authorised, pending, revoked) from GetXodSchools, cached briefly."""
+        key = self._base()
+        cached = _register_cache.get(key)
+        if cached and time.monotonic() - cached[0] < max_age_seconds:
+            return cached[1]
+        client = self.management(log)
+        try:
+            body = client.get("api/XporterOnDemand/GetXodSchools", {"includePendingAuthorisation": "true"},
+                              Where("xporter", "GetXodSchools", "management"))
+        finally:
+            client.close()
+        schools = parse_school_register(body)
+        _register_cache[key] = (time.monotonic(), schools)
+        return schools
+
+
+_register_cache: dict[str, tuple[float, list[School]]] = {}
+
+
+def parse_school_register(body: Any) -> list[School]:
+    out: list[School] = []
+    for status, key, since in (("authorised", "Authorised", "dateAuthorised"),
+                               ("pending", "PendingAuthorisation", "dateInvited"),
+                               ("revoked", "Revoked", "dateRevoked")):
+        for row in (body or {}).get(key) or []:
+            out.append(School(
+                estab=str(row.get("estab")),
+                name=str(row.get("schoolName") or ""),
+                status=status,
+                scopes=split_scopes(row.get("scopesAuthorised")),
+                since=row.get(since),
+            ))
+    return out
+
+
+def reset_caches() -> None:
+    """Forget cached tokens and the school register (tests, or after rotating secrets in a long process)."""
+    with _caches_lock:
+        _caches.clear()
+    _register_cache.clear()

@@ -1,0 +1,310 @@
+"""Xporter end to end: the emulator over HTTP -> real Dagster runs and sensors -> Parquet -> DuckDB."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import threading
+from pathlib import Path
+
+import dagster as dg
+import duckdb
+import pytest
+
+from edu_assets.core.lake import DATA_FILE
+from edu_assets.vendors.xporter.catalog import load_catalog
+from edu_assets.vendors.xporter.partitions import ESTAB_PARTITIONS
+from edu_assets_tests.helpers import (
+    failure_message,
+    materializations,
+    materialize,
+    query,
+    sensor_tick,
+)
+
+A, B, C = "3281101", "3281102", "3281104"
+
+
+def lake_rows(lake_env: Path, asset: str, partition: str) -> list[dict]:
+    path = lake_env / "lake" / "xporter" / asset / partition / DATA_FILE
+    with duckdb.connect() as con:
+        cur = con.execute(f"SELECT * FROM read_parquet('{path}', hive_partitioning=false)")
+        names = [d[0] for d in cur.description]
+        return [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
+
+
+def calls(sandbox, fragment: str) -> list[dict]:
+    return [r for r in sandbox.requests if fragment.lower() in r["path"].lower()]
+
+
+def observations(instance, asset: str) -> list[dict]:
+    recs = instance.fetch_observations(dg.AssetKey.from_user_string(asset), limit=100, ascending=True).records
+    return [{k: v.value for k, v in r.asset_observation.metadata.items()} for r in recs]
+
+
+@pytest.fixture
+def xp(sandbox):
+    app = sandbox.app("xporter")
+    app.set_knobs(rows=30)
+    return app
+
+
+@pytest.fixture
+def schools(instance):
+    instance.add_dynamic_partitions(ESTAB_PARTITIONS, [A, B, C])
+
+
+def test_discovery_sensor_keeps_school_partitions_in_step(defs, instance, xp, lake_env):
+    tick = sensor_tick(defs, instance, "xporter_school_discovery")
+    (add,) = tick.dynamic_partitions_requests
+    assert sorted(add.partition_keys) == [A, B, C]  # pending 3281110 and revoked 3281103 are not added
+    jobs = sorted((r.job_name, r.partition_key) for r in tick.run_requests)
+    assert jobs == [("xporter_register", None), *[("xporter_snapshots", e) for e in (A, B, C)]]
+    instance.add_dynamic_partitions(ESTAB_PARTITIONS, list(add.partition_keys))
+    assert materialize(defs, instance, "xporter/students", B).success  # land some data for B first
+
+    xp.set_school_status(B, "revoked")
+    xp.add_school("3281120", "New Primary")
+    tick2 = sensor_tick(defs, instance, "xporter_school_discovery", tick.cursor)
+    requests = {type(r).__name__: r.partition_keys for r in tick2.dynamic_partitions_requests}
+    assert requests == {"AddDynamicPartitionsRequest": ["3281120"], "DeleteDynamicPartitionsRequest": [B]}
+    assert ("xporter_snapshots", "3281120") in {(r.job_name, r.partition_key) for r in tick2.run_requests}
+    assert lake_rows(lake_env, "students", f"estab={B}")  # revoked: no longer scheduled, data kept
+    # a register that did not change requests nothing new
+    instance.add_dynamic_partitions(ESTAB_PARTITIONS, ["3281120"])
+    instance.delete_dynamic_partition(ESTAB_PARTITIONS, B)
+    tick3 = sensor_tick(defs, instance, "xporter_school_discovery", tick2.cursor)
+    assert tick3.run_requests == [] and tick3.dynamic_partitions_requests == []
+
+
+def test_multi_table_endpoint_lands_one_asset_per_table(defs, instance, xp, schools, lake_env):
+    result = materialize(defs, instance, "xporter/achievement_for_date_range__achievements", f"{A}|2025-03-01")
+    assert result.success
+    endpoint = next(e for e in load_catalog()[0] if e.name == "achievement_for_date_range")
+    for table in endpoint.tables:
+        asset = endpoint.asset_name(table)
+        (mat,) = materializations(instance, f"xporter/{asset}", f"{A}|2025-03-01")
+        rows = mat.metadata["dagster/row_count"].value
+        assert rows == len(lake_rows(lake_env, asset, f"estab={A}/month=2025-03-01")) > 0
+    # the response names its first array 'achievementfordaterange'; the alias maps it to Achievements
+    dates = query(lake_env / "edu.duckdb",
+                  "SELECT min(date)::VARCHAR, max(date)::VARCHAR FROM xporter.achievement_for_date_range__achievements")
+    assert dates[0][0] >= "2025-03-01" and dates[0][1] <= "2025-03-31"
+    schema = defs.get_assets_def(dg.AssetKey(["xporter", "students"])).specs_by_key[
+        dg.AssetKey(["xporter", "students"])].metadata["dagster/column_schema"]
+    upn = next(c for c in schema.columns if c.name == "upn")
+    assert "consent scope: UPN" in upn.description and upn.tags == {"consent_scope": "UPN"}
+
+
+def test_every_endpoint_lands_for_one_school(defs, instance, xp, schools, lake_env):
+    xp.set_knobs(rows=3, rows_per_month=3)
+    endpoints, _ = load_catalog()
+    failed = []
+    for ep in endpoints:
+        if ep.name == "test_error":
+            continue
+        partition = f"{A}|2025-01-01" if ep.partitioned_by_month else A
+        result = materialize(defs, instance, f"xporter/{ep.asset_name(ep.tables[0])}", partition)
+        if not result.success:
+            failed.append((ep.name, failure_message(result)[:200]))
+    assert failed == []
+    views = query(lake_env / "edu.duckdb", "SELECT count(*) FROM duckdb_views() WHERE schema_name = 'xporter'")
+    assert views[0][0] == sum(len(e.tables) for e in endpoints if e.name != "test_error")
+
+
+def test_change_set_full_delta_then_rejected_token(defs, instance, xp, schools, lake_env):
+    def landed_ids() -> list[str]:
+        return sorted(r["id"] for r in lake_rows(lake_env, "students", f"estab={A}"))
+
+    def emulator_ids() -> list[str]:
+        return sorted(str(r["Id"]) for r in xp.current_rows(A, "students"))
+
+    assert materialize(defs, instance, "xporter/students", A).success
+    assert landed_ids() == emulator_ids()
+    xp.mutate(A, "students", inserts=3, updates=4, deletes=2)
+    assert materialize(defs, instance, "xporter/students", A).success
+    tokens = [r["query"].get("changedRows", [None])[0] for r in calls(xp.server, f"/School/{A}/Students")]
+    assert tokens[0] == "*" and tokens[-1] not in ("*", None)  # the second run asked for changes only
+    assert landed_ids() == emulator_ids()
+    landed = {r["id"]: r for r in lake_rows(lake_env, "students", f"estab={A}")}
+    for row in xp.current_rows(A, "students"):
+        assert landed[str(row["Id"])]["row_hash"] == row["RowHash"]  # updates applied, not just ids
+    md = materializations(instance, "xporter/students", A)[0].metadata
+    assert md["change_set"].value == "delta: 7 upserted, 2 deleted"
+
+    xp.expire_change_tokens(A)
+    xp.mutate(A, "students", inserts=1, deletes=1)
+    assert materialize(defs, instance, "xporter/students", A).success
+    tokens = [r["query"].get("changedRows", [None])[0] for r in calls(xp.server, f"/School/{A}/Students")]
+    assert tokens[-1] == "*"  # rejected token -> full reload
+    assert landed_ids() == emulator_ids()
+    # a re-run of the same partition with nothing changed is idempotent
+    assert materialize(defs, instance, "xporter/students", A).success
+    assert landed_ids() == emulator_ids() and len(landed_ids()) == len(set(landed_ids()))
+    # a change set of deletions only
+    xp.mutate(A, "students", deletes=3)
+    assert materialize(defs, instance, "xporter/students", A).success
+    assert landed_ids() == emulator_ids()
+
+
+def test_changed_options_start_a_new_change_set(defs, instance, xp, schools, lake_env):
+    assert materialize(defs, instance, "xporter/students", A).success
+    assert materialize(defs, instance, "xporter/students", A, config={"options": ["includeLeavers"]}).success
+    (last,) = calls(xp.server, f"/School/{A}/Students")[-1:]
+    assert last["query"]["changedRows"] == ["*"] and last["query"]["includeLeavers"] == ["true"]
+    bad = materialize(defs, instance, "xporter/students", A, config={"options": ["includeEverything"]})
+    assert not bad.success and "unknown option(s) ['includeEverything']" in failure_message(bad)
+
+
+def test_year_of_attendance_is_one_run_with_at_most_12_range_calls(defs, instance, xp, schools, lake_env):
+    result = materialize(
+        defs, instance, "xporter/attendance_for_date_range", None,
+        tags={"dagster/asset_partition_range_start": f"{A}|2025-01-01",
+              "dagster/asset_partition_range_end": f"{A}|2025-12-01"},
+    )
+    assert result.success
+    first_pages = [r for r in calls(xp.server, "/AttendanceForDateRange") if r["query"].get("page") == ["1"]]
+    assert len(first_pages) == 12
+    assert {r["query"]["DateFrom"][0] for r in first_pages} == {f"2025-{m:02d}-01" for m in range(1, 13)}
+    recs = instance.fetch_materializations(dg.AssetKey(["xporter", "attendance_for_date_range"]), limit=50).records
+    assert sorted(r.partition_key for r in recs) == [f"{A}|2025-{m:02d}-01" for m in range(1, 13)]
+    # a wider window: the same rows in fewer calls, split back into month partitions by date
+    before = {m: lake_rows(lake_env, "attendance_for_date_range", f"estab={A}/month=2025-{m:02d}-01") for m in (1, 2, 3)}
+    result = materialize(
+        defs, instance, "xporter/attendance_for_date_range", None, config={"window_months": 3},
+        tags={"dagster/asset_partition_range_start": f"{A}|2025-01-01",
+              "dagster/asset_partition_range_end": f"{A}|2025-03-01"},
+    )
+    assert result.success
+    wide = [r for r in calls(xp.server, "/AttendanceForDateRange") if r["query"].get("page") == ["1"]][12:]
+    assert len(wide) == 1 and wide[0]["query"]["DateTo"] == ["2025-03-31"]
+    for m, rows in before.items():
+        after = lake_rows(lake_env, "attendance_for_date_range", f"estab={A}/month=2025-{m:02d}-01")
+        assert sorted(r["id"] for r in after) == sorted(r["id"] for r in rows)
+
+
+def test_paused_school_is_skipped_while_others_land(defs, instance, xp, schools, lake_env):
+    xp.set_school_status(B, "paused")
+    paused = materialize(defs, instance, "xporter/students", B)
+    assert paused.success  # a backfill over many schools goes on
+    assert materializations(instance, "xporter/students", B) == []
+    obs = observations(instance, "xporter/students")
+    assert obs[-1]["edu/skipped"] == "paused" and "paused" in obs[-1]["reason"]
+    assert materialize(defs, instance, "xporter/students", A).success
+    assert len(materializations(instance, "xporter/students", A)) == 1
+
+
+def test_token_refreshed_ahead_of_expiry_and_after_401_mid_paging(defs, instance, xp, schools, lake_env, monkeypatch):
+    xp.set_knobs(rows_by_endpoint={"students": 400}, token_ttl=1, page_latency=0.15)
+    config = {"page_size": 20, "page_concurrency": 2}
+    assert materialize(defs, instance, "xporter/students", A, config=config).success
+    sts = [r for r in xp.server.requests if "GetToken" in r["path"]]
+    assert len(sts) >= 2  # 20 pages take ~1.5 s: the 1 s token was replaced before it lapsed
+    assert not any(r["status"] == 401 for r in calls(xp.server, f"/School/{A}/Students"))
+    assert len(lake_rows(lake_env, "students", f"estab={A}")) == 400
+
+    # the vendor revokes the token mid-paging: one 401, one refresh, and the run carries on
+    xp.set_knobs(token_ttl=3600)
+    timer = threading.Timer(0.6, xp.expire_tokens, args=(A,))
+    timer.start()
+    assert materialize(defs, instance, "xporter/students", A, config={**config, "full_refresh": True}).success
+    timer.join()
+    statuses = [r["status"] for r in calls(xp.server, f"/School/{A}/Students")]
+    assert 401 in statuses and statuses[-1] == 200
+    assert len(lake_rows(lake_env, "students", f"estab={A}")) == 400
+
+
+def test_data_not_ready_lands_nothing_and_retries(defs, instance, xp, schools, lake_env):
+    assert materialize(defs, instance, "xporter/staff__staff", A).success
+    before = len(lake_rows(lake_env, "staff__staff", f"estab={A}"))
+    xp.mutate(A, "staff", inserts=5)
+    xp.server.faults.add("not_ready", vendor="xporter", match="/Staff/", times=1)
+    retried = materialize(defs, instance, "xporter/staff__staff", A, config={"not_ready_wait_seconds": 0.1})
+    assert retried.success
+    assert len(lake_rows(lake_env, "staff__staff", f"estab={A}")) == before + 5
+    assert "not_ready" in [o["edu/skipped"] for o in observations(instance, "xporter/staff__staff")]
+    xp.server.faults.add("not_ready", vendor="xporter", match="/Staff/", times=10)
+    xp.mutate(A, "staff", inserts=5)
+    failed = materialize(defs, instance, "xporter/staff__staff", A,
+                         config={"not_ready_wait_seconds": 0.05, "not_ready_retries": 1})
+    assert not failed.success and "not ready" in failure_message(failed)
+    assert len(lake_rows(lake_env, "staff__staff", f"estab={A}")) == before + 5  # nothing partial
+
+
+def test_vendor_error_body_fails_clearly_naming_school_and_endpoint(defs, instance, xp, schools, lake_env, monkeypatch):
+    monkeypatch.setenv("EDU_HTTP_MAX_ATTEMPTS", "2")  # a 500 is retried; keep the test quick
+    result = materialize(defs, instance, "xporter/test_error", A)
+    assert not result.success
+    msg = failure_message(result)
+    assert "[xporter] test_error (partition school 3281101)" in msg and "TestError" in msg
+
+
+def test_unauthorised_scopes_skip_or_flag_missing_columns(defs, instance, xp, schools, lake_env):
+    xp.set_school_scopes(A, ["Student", "StudentLite", "School"])
+    skipped = materialize(defs, instance, "xporter/student_medical__student_conditions", A)
+    assert skipped.success and observations(instance, "xporter/student_medical__student_conditions")
+    assert "needs one of the consent scopes" in observations(
+        instance, "xporter/student_medical__student_conditions")[-1]["reason"]
+    result = materialize(defs, instance, "xporter/students", A)
+    assert result.success
+    md = materializations(instance, "xporter/students", A)[0].metadata
+    assert "UPN" in md["missing_columns"].value
+    drift = {e.asset_check_evaluation_data.check_name: e.asset_check_evaluation_data
+             for e in result.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION"}["schema_drift"]
+    assert drift.passed is False and drift.severity == dg.AssetCheckSeverity.WARN
+
+
+def test_select_config_limits_and_renames_columns(defs, instance, xp, schools, lake_env):
+    result = materialize(defs, instance, "xporter/students", A, config={"select": "Id,Forename as FirstName"})
+    assert result.success
+    assert set(lake_rows(lake_env, "students", f"estab={A}")[0]) == {"id", "first_name"}
+
+
+def test_health_freshness_check_flags_stale_school(defs, instance, xp, schools, lake_env):
+    xp.set_knobs(data_age_days={B: 9})
+    results = {}
+    for estab in (A, B):
+        run = materialize(defs, instance, "xporter/health", estab)
+        assert run.success
+        (ev,) = [e.asset_check_evaluation_data for e in run.all_events
+                 if e.event_type_value == "ASSET_CHECK_EVALUATION" and e.asset_check_evaluation_data.check_name == "school_data_fresh"]
+        results[estab] = ev.passed
+    assert results == {A: True, B: False}
+
+
+def test_management_assets_and_register(defs, instance, xp, schools, lake_env):
+    assert materialize(defs, instance, "xporter/schools", None).success
+    statuses = dict(query(lake_env / "edu.duckdb", "SELECT estab, status FROM xporter.schools"))
+    assert statuses[A] == "authorised" and statuses["3281103"] == "revoked" and statuses["3281110"] == "pending"
+    assert materialize(defs, instance, "xporter/management_token_details", None).success
+    assert materialize(defs, instance, "xporter/management_usage", A).success
+    assert query(lake_env / "edu.duckdb", "SELECT count(*) FROM xporter.management_usage")[0][0] > 0
+
+
+def test_wrong_secret_fails_clearly_and_secrets_never_leak(defs, instance, xp, schools, lake_env, monkeypatch, capfd):
+    secret = "wrong-secret-5c1d9e"
+    monkeypatch.setenv("XPORTER_SCHOOL_SECRETS", json.dumps({A: secret, B: f"sandbox-secret-{B}"}))
+    monkeypatch.setenv("XPORTER_MANAGEMENT_SECRET", "sandbox-management-secret")
+    monkeypatch.setenv("XPORTER_RELYING_PARTY", "edu-assets.sandbox")
+    monkeypatch.setenv("XPORTER_BASE_URL", xp.base_url)
+    monkeypatch.setenv("XPORTER_STS_URL", f"{xp.base_url}/idaas/sts/STS/GetToken")
+    bad = materialize(defs, instance, "xporter/students", A)
+    assert not bad.success and "STS refused the secret" in failure_message(bad)
+    assert materialize(defs, instance, "xporter/students", B).success
+    out, err = capfd.readouterr()
+    visible = out + err + "".join(
+        (e.user_message or "") + repr(e.dagster_event.event_specific_data if e.dagster_event else "")
+        for run in instance.get_runs() for e in instance.all_logs(run.run_id))
+    assert secret not in visible and f"sandbox-secret-{B}" not in visible
+    assert not re.search(r"Idaas (?!\*\*\*|\{)\S", visible)  # no token after the scheme (source lines aside)
+
+
+def test_world_readable_secrets_file_is_refused(defs, instance, xp, schools, lake_env, monkeypatch, tmp_path):
+    path = tmp_path / "secrets.json"
+    path.write_text(json.dumps({"management": "m", "schools": {A: "s"}}))
+    os.chmod(path, 0o644)
+    monkeypatch.setenv("XPORTER_SECRETS_FILE", str(path))
+    monkeypatch.setenv("XPORTER_RELYING_PARTY", "edu-assets.sandbox")
+    result = materialize(defs, instance, "xporter/students", A)
+    assert not result.success and "other users can read it" in failure_message(result)
