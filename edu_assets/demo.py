@@ -8,7 +8,6 @@ get the catalog's example value when the vendor is sandboxed; against a live ven
 
 from __future__ import annotations
 
-import datetime as dt
 import time
 from collections import defaultdict
 from collections.abc import Iterable
@@ -17,6 +16,7 @@ from dataclasses import dataclass
 import dagster as dg
 
 from edu_assets.core.catalog import Catalog, format_summary
+from edu_assets.core.months import last_months
 from edu_assets.core.settings import LakeSettings, stellic_mode
 from edu_assets.definitions import selection_for
 from edu_assets.vendors.stellic.assets import asset_key
@@ -145,10 +145,8 @@ def run_xporter_demo(instance: dg.DagsterInstance, defs: dg.Definitions, *, echo
     per_school = [k for k in monitoring if k not in unpartitioned]
     snapshot = [xkey(e, t) for e in endpoints if not e.partitioned_by_month and not e.diagnostic for t in e.tables]
     monthly = [xkey(e, t) for e in endpoints if e.partitioned_by_month and not e.diagnostic for t in e.tables]
-    today = dt.date.today().replace(day=1)
-    first = today
-    for _ in range(months - 1):
-        first = (first - dt.timedelta(days=1)).replace(day=1)
+    window = last_months(months)
+    first, today = window[0], window[-1]
     echo(f"\nxporter: {len(schools)} authorised school(s): {', '.join(schools)}")
 
     outcomes: list[Outcome] = []

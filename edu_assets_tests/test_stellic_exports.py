@@ -10,7 +10,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from edu_assets.core.lake import DATA_FILE
-from edu_assets.demo import run_demo
+from edu_assets.demo import run_stellic_demo
 from edu_assets.vendors.stellic.catalog import load_catalog
 from edu_assets_tests.helpers import (
     export_observations,
@@ -27,7 +27,7 @@ SENSOR = "stellic_export_completion"
 
 
 def test_every_export_lands_and_is_queryable(defs, instance, sandbox, lake_env):
-    outcomes = run_demo(instance, defs, echo=lambda *_: None)
+    outcomes = run_stellic_demo(instance, defs, echo=lambda *_: None)
     specs = load_catalog()
     landed = {o.key for o in outcomes if o.status == "landed"}
     assert landed == {f"stellic/{s.name}" for s in specs}, [o for o in outcomes if o.status != "landed"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import re
@@ -308,3 +309,30 @@ def test_world_readable_secrets_file_is_refused(defs, instance, xp, schools, lak
     monkeypatch.setenv("XPORTER_RELYING_PARTY", "edu-assets.sandbox")
     result = materialize(defs, instance, "xporter/students", A)
     assert not result.success and "other users can read it" in failure_message(result)
+
+
+def test_updated_since_upserts_recent_rows_without_moving_the_change_set(defs, instance, xp, schools, lake_env):
+    assert materialize(defs, instance, "xporter/students", A).success
+    changed = xp.mutate(A, "students", updates=2)["updated"]
+    today = dt.date.today().isoformat()
+    assert materialize(defs, instance, "xporter/students", A, config={"updated_since": today}).success
+    last = calls(xp.server, f"/School/{A}/Students")[-1]["query"]
+    assert last["updatedSince"] == [today] and "changedRows" not in last
+    landed = {r["id"]: r for r in lake_rows(lake_env, "students", f"estab={A}")}
+    current = {str(r["Id"]): r for r in xp.current_rows(A, "students")}
+    assert set(landed) == set(current)
+    assert all(landed[str(i)]["row_hash"] == current[str(i)]["RowHash"] for i in changed)
+    bad = materialize(defs, instance, "xporter/attendance_codes", A, config={"updated_since": today})
+    assert not bad.success and "does not offer updatedSince" in failure_message(bad)
+
+
+def test_daily_schedules_cover_every_school(defs, instance, xp, schools):
+    from edu_assets.vendors.xporter.sensors import xporter_current_month, xporter_daily_snapshots
+
+    moment = dt.datetime(2026, 3, 9, 6, 0, tzinfo=dt.UTC)
+    ctx = dg.build_schedule_context(instance=instance, scheduled_execution_time=moment)
+    assert sorted(r.partition_key for r in xporter_daily_snapshots(ctx)) == [A, B, C]
+    assert sorted(r.partition_key for r in xporter_current_month(ctx)) == [f"{e}|2026-03-01" for e in (A, B, C)]
+    job = defs.get_job_def("xporter_snapshots")
+    assert dg.AssetKey(["xporter", "students"]) in job.asset_layer.executable_asset_keys
+    assert dg.AssetKey(["xporter", "test_error"]) not in job.asset_layer.executable_asset_keys

@@ -326,7 +326,7 @@ def _copy_parquet(
     kv_sql = ", ".join(f"{sql_str(k)}: {sql_str(v)}" for k, v in kv.items())
     con.execute(
         f"COPY ({select_sql}) TO {sql_str(str(tmp))} "
-        f"(FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE 122880, KV_METADATA {{{kv_sql}}})"
+        f"(FORMAT parquet, COMPRESSION zstd, COMPRESSION_LEVEL 1, ROW_GROUP_SIZE 122880, KV_METADATA {{{kv_sql}}})"
     )
 
 

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import dagster as dg
 
 from edu_assets.core.errors import ConfigError, Where
+from edu_assets.core.months import last_months, month_end
 from edu_assets.core.settings import env
 
 SNAPSHOT_START = env("EDU_SNAPSHOT_START_DATE", "2026-01-01") or "2026-01-01"
@@ -46,9 +47,7 @@ class Partitioning:
 
 
 def _month_params(key: str, where: Where) -> list[tuple[str, str]]:
-    start = dt.date.fromisoformat(key)
-    end = (start.replace(day=28) + dt.timedelta(days=4)).replace(day=1) - dt.timedelta(days=1)
-    return [("start", start.isoformat()), ("end", end.isoformat())]
+    return [("start", dt.date.fromisoformat(key).isoformat()), ("end", month_end(key))]
 
 
 def _year_semester(key: str, where: Where) -> list[tuple[str, str]]:
@@ -74,12 +73,8 @@ def _str_key(param: str) -> Callable[[str, Where], list[tuple[str, str]]]:
 
 
 def _months_back(n: int) -> list[str]:
-    first = today().replace(day=1)
-    keys = []
-    for _ in range(n):
-        first = (first - dt.timedelta(days=1)).replace(day=1)
-        keys.append(first.isoformat())
-    return sorted(keys)
+    """The last ``n`` complete months."""
+    return [m.isoformat() for m in last_months(n + 1, today())[:-1]]
 
 
 def _years() -> list[str]:

@@ -21,6 +21,7 @@ from edu_assets.core.checks import build_dataset_checks
 from edu_assets.core.errors import ConfigError, Where
 from edu_assets.core.lake import DATA_FILE, Lake, Landed, original_columns, read_state
 from edu_assets.core.metadata import landed_metadata
+from edu_assets.core.months import month_end
 from edu_assets.core.naming import snake_case
 from edu_assets.core.resources import LakeResource
 from edu_assets.core.staging import JsonStage, staging
@@ -32,7 +33,6 @@ from edu_assets.vendors.xporter.partitions import (
     ESTAB_MONTH,
     consecutive_windows,
     dims,
-    month_end,
     month_of,
 )
 from edu_assets.vendors.xporter.resources import XporterResource

@@ -5,7 +5,6 @@ landed ``xporter/health`` partitions of each school.
 """
 
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import dagster as dg
@@ -97,9 +96,3 @@ def build_monitoring() -> tuple[list[dg.AssetsDefinition], list[dg.AssetChecksDe
     _, management = load_catalog()
     assets: list[dg.AssetsDefinition] = [xporter_schools, *(build_management_asset(m) for m in management)]
     return assets, [school_data_fresh]
-
-
-def iter_authorised(xporter: XporterResource, log: Any) -> Iterator[str]:
-    for school in xporter.schools(log):
-        if school.status == "authorised":
-            yield school.estab

@@ -10,6 +10,7 @@ import datetime as dt
 
 import dagster as dg
 
+from edu_assets.core.months import next_month
 from edu_assets.core.settings import env
 
 ESTAB_PARTITIONS = "xporter_estab"
@@ -27,12 +28,6 @@ def dims(key: str | None) -> dict[str, str]:
         estab, month = key.split("|", 1)
         return {"estab": estab, "month": month}
     return {"estab": key}
-
-
-def month_end(month: str) -> str:
-    first = dt.date.fromisoformat(month)
-    nxt = (first.replace(day=28) + dt.timedelta(days=4)).replace(day=1)
-    return (nxt - dt.timedelta(days=1)).isoformat()
 
 
 def month_of(value: object) -> str | None:
@@ -53,13 +48,8 @@ def consecutive_windows(months: list[str], size: int) -> list[list[str]]:
     windows: list[list[str]] = []
     for month in sorted(set(months)):
         last = windows[-1] if windows else None
-        if last and len(last) < size and _next_month(last[-1]) == month:
+        if last and len(last) < size and next_month(dt.date.fromisoformat(last[-1])).isoformat() == month:
             last.append(month)
         else:
             windows.append([month])
     return windows
-
-
-def _next_month(month: str) -> str:
-    first = dt.date.fromisoformat(month)
-    return (first.replace(day=28) + dt.timedelta(days=4)).replace(day=1).isoformat()
