@@ -333,6 +333,6 @@ def test_daily_schedules_cover_every_school(defs, instance, xp, schools):
     ctx = dg.build_schedule_context(instance=instance, scheduled_execution_time=moment)
     assert sorted(r.partition_key for r in xporter_daily_snapshots(ctx)) == [A, B, C]
     assert sorted(r.partition_key for r in xporter_current_month(ctx)) == [f"{e}|2026-03-01" for e in (A, B, C)]
-    job = defs.get_job_def("xporter_snapshots")
+    job = defs.resolve_job_def("xporter_snapshots")
     assert dg.AssetKey(["xporter", "students"]) in job.asset_layer.executable_asset_keys
     assert dg.AssetKey(["xporter", "test_error"]) not in job.asset_layer.executable_asset_keys

@@ -13,7 +13,7 @@ import json
 import os
 import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -236,7 +236,7 @@ class Lake:
         self,
         target: Path,
         where: Where,
-        write: Any,
+        write: Callable[[duckdb.DuckDBPyConnection, Path], list[str]],
         expected_columns: Sequence[str] | None,
         staged: Path,
     ) -> Landed:
@@ -253,36 +253,6 @@ class Lake:
                     where, f"the records could not be converted to Parquet ({str(exc).splitlines()[0][:300]})", staged,
                     hint="inspect the staged records; re-run the partition, and report the endpoint if it persists",
                 ) from None
-            landed = _describe(con, tmp, originals, True)
-        os.replace(tmp, target)
-        landed.path = target
-        landed.missing_columns, landed.unexpected_columns = _drift(originals, expected_columns)
-        return landed
-
-    def land_rows(
-        self,
-        rows: Sequence[Mapping[str, Any]],
-        where: Where,
-        vendor: str,
-        asset: str,
-        partition: Mapping[str, str],
-        *,
-        columns: Sequence[str] | None = None,
-        expected_columns: Sequence[str] | None = None,
-    ) -> Landed:
-        """Land already-parsed records (JSON APIs) through the same atomic path."""
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-
-        originals = list(columns or dict.fromkeys(k for r in rows for k in r))
-        names = normalise_columns(originals)
-        table = pa.table({n: [r.get(o) for r in rows] for o, n in zip(originals, names, strict=True)}) if originals else pa.table({})
-        target = self.partition_dir(vendor, asset, partition) / DATA_FILE
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.parent / f"{_TMP_PREFIX}{uuid.uuid4().hex}.partial"
-        meta = {ORIGINALS_KEY.encode(): json.dumps(dict(zip(names, originals, strict=True))).encode()}
-        pq.write_table(table.replace_schema_metadata(meta), tmp, compression="zstd")
-        with _connect(self.spill_dir) as con:
             landed = _describe(con, tmp, originals, True)
         os.replace(tmp, target)
         landed.path = target
