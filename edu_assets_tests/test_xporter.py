@@ -336,3 +336,11 @@ def test_daily_schedules_cover_every_school(defs, instance, xp, schools):
     job = defs.resolve_job_def("xporter_snapshots")
     assert dg.AssetKey(["xporter", "students"]) in job.asset_layer.executable_asset_keys
     assert dg.AssetKey(["xporter", "test_error"]) not in job.asset_layer.executable_asset_keys
+
+
+def test_rows_short_of_the_reported_count_fail_and_land_nothing(defs, instance, xp, schools, lake_env):
+    xp.set_knobs(row_count_offset=5)  # the server reports 5 rows more than it serves
+    result = materialize(defs, instance, "xporter/students", A)
+    assert not result.success
+    assert "paging returned 30 rows but the server reported 35" in failure_message(result)
+    assert not (lake_env / "lake" / "xporter" / "students").exists()

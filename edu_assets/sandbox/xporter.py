@@ -243,6 +243,8 @@ class XporterApp(VendorApp):
         "not_ready_schools": Knob([], _str_list, "estabs whose data requests answer 'not ready'", cli=False),
         "data_age_days": Knob({}, _age_days, "per-estab age of the cached school data", cli=False),
         "seed": Knob(0, int, "changes every generated value (same seed = same bytes)"),
+        "row_count_offset": Knob(0, int, "added to the RowCount the pagination block reports (a lying server)",
+                                 cli=False),
     }
 
     def __init__(self, **knobs: Any) -> None:
@@ -972,7 +974,7 @@ class XporterApp(VendorApp):
                     self._page_cache.pop(next(iter(self._page_cache)))
         if token is not None:
             body["__changed_rows__"] = [{"next_changed_rows": token}]
-        body["__pagination__"] = self._pagination(paging, row_count)
+        body["__pagination__"] = self._pagination(paging, row_count + self.row_count_offset)
         return body
 
     def _change_call(
