@@ -10,6 +10,7 @@ catalog is retried briefly and then skipped with a warning (the data is landed e
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -52,20 +53,29 @@ class Catalog:
 
     def ensure_view(self, vendor: str, asset: str, *, latest_by: str | None = None, log: object | None = None) -> bool:
         """Create or refresh ``<vendor>.<asset>`` (and ``<asset>_latest`` for snapshots); False if locked."""
-        dataset = self.settings.root / vendor / asset
-        if not any(dataset.rglob(DATA_FILE)):
+        return self.ensure_views(vendor, [asset], latest_by=latest_by, log=log)
+
+    def ensure_views(
+        self, vendor: str, assets: Sequence[str], *, latest_by: str | None = None, log: object | None = None
+    ) -> bool:
+        """``ensure_view`` for several datasets of one vendor, opening the catalog file once."""
+        datasets = [(a, self.settings.root / vendor / a) for a in assets]
+        datasets = [(a, d) for a, d in datasets if any(d.rglob(DATA_FILE))]
+        if not datasets:
             return False
         try:
             con = self._open()
         except duckdb.IOException:
             if log is not None:
                 log.warning(  # type: ignore[attr-defined]
-                    f"DuckDB catalog {self.path} is locked by another process; view {vendor}.{asset} not refreshed "
+                    f"DuckDB catalog {self.path} is locked by another process; views of {vendor} "
+                    f"{', '.join(a for a, _ in datasets)} not refreshed "
                     "(the data is landed; close the other session or run `edu-assets catalog`)"
                 )
             return False
         with con:
-            self._create_views(con, vendor, asset, dataset, latest_by)
+            for asset, dataset in datasets:
+                self._create_views(con, vendor, asset, dataset, latest_by)
         return True
 
     def _create_views(

@@ -21,6 +21,7 @@ from edu_assets.core.exports import AsyncExportAPI, ExportHandle, ExportLifecycl
 from edu_assets.core.http import Downloaded
 from edu_assets.core.lake import Lake
 from edu_assets.core.metadata import landed_metadata
+from edu_assets.core.naming import safe_name
 from edu_assets.core.settings import ExportSettings
 
 
@@ -90,7 +91,7 @@ def materialize_export(
             )
             return
         waited = handle.age()
-        dest = lake.work_path(request.vendor, request.asset, request.partition, f"{_safe(handle.job_id)}.csv")
+        dest = lake.work_path(request.vendor, request.asset, request.partition, f"{safe_name(handle.job_id)}.csv")
         downloaded = lifecycle.fetch(handle, outcome.status, dest)
 
     log.info(f"{where}: downloaded {downloaded.bytes:,} bytes in {downloaded.seconds:.1f}s; landing as Parquet")
@@ -121,7 +122,3 @@ def materialize_export(
             extra={**request.extra_metadata, "land_seconds": land_seconds, "run_seconds": round(time.monotonic() - t0, 2)},
         )
     )
-
-
-def _safe(job_id: str) -> str:
-    return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in job_id)[:120]

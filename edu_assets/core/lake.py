@@ -124,27 +124,22 @@ class Lake:
     ) -> Landed:
         """Convert a CSV export to this partition's Parquet file, replacing the previous version atomically."""
         _refuse_non_csv(src, where)
-        target = self.partition_dir(vendor, asset, partition) / DATA_FILE
-        tmp = target.parent / f"{_TMP_PREFIX}{uuid.uuid4().hex}.partial"
-        target.parent.mkdir(parents=True, exist_ok=True)
-        _sweep_stale(target.parent)
-        with _connect(self.spill_dir) as con:
+        typed = True
+
+        def write(con: duckdb.DuckDBPyConnection, tmp: Path) -> list[str]:
+            nonlocal typed
             try:
-                typed = True
-                try:
-                    originals = self._copy_csv(con, src, tmp, encoding, all_varchar=False)
-                except duckdb.ConversionException:
-                    # A value late in the file did not fit the type sniffed from the first rows: land it
-                    # all as text rather than lose rows or fail the partition.
-                    typed = False
-                    originals = self._copy_csv(con, src, tmp, encoding, all_varchar=True)
-            except duckdb.Error as exc:
-                tmp.unlink(missing_ok=True)
-                raise _csv_error(where, src, encoding, exc) from None
-            landed = _describe(con, tmp, originals, typed)
-        os.replace(tmp, target)
-        landed.path = target
-        landed.missing_columns, landed.unexpected_columns = _drift(originals, expected_columns)
+                return self._copy_csv(con, src, tmp, encoding, all_varchar=False)
+            except duckdb.ConversionException:
+                # A value late in the file did not fit the type sniffed from the first rows: land it
+                # all as text rather than lose rows or fail the partition.
+                typed = False
+                return self._copy_csv(con, src, tmp, encoding, all_varchar=True)
+
+        target = self.partition_dir(vendor, asset, partition) / DATA_FILE
+        landed = self._atomic(target, where, write, expected_columns,
+                              on_error=lambda exc: _csv_error(where, src, encoding, exc))
+        landed.typed = typed
         if not keep_raw:
             src.unlink(missing_ok=True)
         return landed
@@ -182,7 +177,7 @@ class Lake:
         """
         target = self.partition_dir(vendor, asset, partition) / DATA_FILE
         return self._atomic(target, where, lambda con, tmp: _copy_json(con, staged, tmp, expected_columns, state),
-                            expected_columns, staged)
+                            expected_columns, on_error=lambda exc: _json_error(where, staged, exc))
 
     def merge_json(
         self,
@@ -230,7 +225,7 @@ class Lake:
                 _copy_parquet(con, as_text, tmp, originals, state)
             return list(originals.values())
 
-        return self._atomic(target, where, write, expected_columns, staged)
+        return self._atomic(target, where, write, expected_columns, on_error=lambda exc: _json_error(where, staged, exc))
 
     def _atomic(
         self,
@@ -238,9 +233,11 @@ class Lake:
         where: Where,
         write: Callable[[duckdb.DuckDBPyConnection, Path], list[str]],
         expected_columns: Sequence[str] | None,
-        staged: Path,
+        *,
+        on_error: Callable[[duckdb.Error], LandingError],
     ) -> Landed:
-        """Run ``write(con, tmp)`` into a hidden temp file beside ``target`` and move it into place."""
+        """Run ``write(con, tmp)`` (returning the vendor's column names) into a hidden temp file beside
+        ``target`` and move it into place; a DuckDB error becomes ``on_error(exc)`` and nothing is replaced."""
         tmp = target.parent / f"{_TMP_PREFIX}{uuid.uuid4().hex}.partial"
         target.parent.mkdir(parents=True, exist_ok=True)
         _sweep_stale(target.parent)
@@ -249,10 +246,7 @@ class Lake:
                 originals = write(con, tmp)
             except duckdb.Error as exc:
                 tmp.unlink(missing_ok=True)
-                raise LandingError(
-                    where, f"the records could not be converted to Parquet ({str(exc).splitlines()[0][:300]})", staged,
-                    hint="inspect the staged records; re-run the partition, and report the endpoint if it persists",
-                ) from None
+                raise on_error(exc) from None
             landed = _describe(con, tmp, originals, True)
         os.replace(tmp, target)
         landed.path = target
@@ -370,6 +364,13 @@ def _refuse_non_csv(src: Path, where: Where) -> None:
             where, f"expected CSV but the vendor sent {kind}: {snippet!r}", src,
             hint="this is usually a vendor error page; check the vendor's status and re-run the partition",
         )
+
+
+def _json_error(where: Where, staged: Path, exc: duckdb.Error) -> LandingError:
+    return LandingError(
+        where, f"the records could not be converted to Parquet ({str(exc).splitlines()[0][:300]})", staged,
+        hint="inspect the staged records; re-run the partition, and report the endpoint if it persists",
+    )
 
 
 def _csv_error(where: Where, src: Path, encoding: str, exc: duckdb.Error) -> LandingError:

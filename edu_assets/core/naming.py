@@ -44,6 +44,11 @@ def path_value(value: str) -> str:
     return quote(str(value), safe="-_.~:")
 
 
+def safe_name(text: str, limit: int = 120) -> str:
+    """``text`` as a file name or tag value: letters, digits and ``-_.`` kept, anything else ``_``."""
+    return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in text)[:limit]
+
+
 def quote_ident(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 

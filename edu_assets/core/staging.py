@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from edu_assets.core.errors import LandingError
+from edu_assets.core.naming import safe_name
 
 _ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
 
@@ -30,8 +31,7 @@ class JsonStage:
         self._files: dict[str, IO[str]] = {}
 
     def path(self, key: str) -> Path:
-        safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in key)
-        return self.directory / f"{safe}.jsonl"
+        return self.directory / f"{safe_name(key)}.jsonl"
 
     def write(self, key: str, rows: Sequence[Mapping[str, Any]]) -> None:
         fh = self._files.get(key)

@@ -22,7 +22,7 @@ from edu_assets.core.errors import ConfigError, Where
 from edu_assets.core.lake import DATA_FILE, Lake, Landed, original_columns, read_state
 from edu_assets.core.metadata import landed_metadata
 from edu_assets.core.months import month_end
-from edu_assets.core.naming import snake_case
+from edu_assets.core.naming import safe_name, snake_case
 from edu_assets.core.resources import LakeResource
 from edu_assets.core.staging import JsonStage, staging
 from edu_assets.vendors.xporter.auth import SchoolUnavailable
@@ -77,7 +77,7 @@ def column_schema(table: Table) -> dg.TableSchema:
 
 
 def _tag_value(scope: str) -> str:
-    return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in scope)[:63].strip("_") or "unknown"
+    return safe_name(scope, 63).strip("_") or "unknown"  # Dagster tag values: 63 characters, no spaces
 
 
 @dataclass
@@ -309,8 +309,7 @@ def _emit(context: dg.AssetExecutionContext, endpoint: Endpoint, outcomes: list[
             yield dg.AssetMaterialization(asset_key=key, partition=o.partition_key, metadata=md)
 
 
-def _observe(context: dg.AssetExecutionContext, endpoint: Endpoint, partition_keys: list[str], state: str,
-             reason: str) -> Iterator[dg.AssetObservation]:
+def _observe(endpoint: Endpoint, partition_keys: list[str], state: str, reason: str) -> Iterator[dg.AssetObservation]:
     for table in endpoint.tables:
         for key in partition_keys:
             yield dg.AssetObservation(asset_key=asset_key(endpoint, table), partition=key,
@@ -332,7 +331,7 @@ def run_endpoint(context: dg.AssetExecutionContext, endpoint: Endpoint, config: 
         reason = run.skip_reason(estab)
         if reason:
             context.log.warning(f"{where}: skipped: {reason}")
-            yield from _observe(context, endpoint, keys, "skipped", reason)
+            yield from _observe(endpoint, keys, "skipped", reason)
             continue
         client = xporter.client(estab, context.log)
         try:
@@ -340,11 +339,11 @@ def run_endpoint(context: dg.AssetExecutionContext, endpoint: Endpoint, config: 
                 else run.snapshot(client, estab, where)
         except SchoolUnavailable as exc:
             context.log.warning(f"{exc}")
-            yield from _observe(context, endpoint, keys, exc.reason, exc.what)
+            yield from _observe(endpoint, keys, exc.reason, exc.what)
             continue
         except DataNotReady as exc:
             context.log.warning(f"{exc}")
-            yield from _observe(context, endpoint, keys, "not_ready", exc.what)
+            yield from _observe(endpoint, keys, "not_ready", exc.what)
             raise dg.RetryRequested(max_retries=config.not_ready_retries,
                                     seconds_to_wait=config.not_ready_wait_seconds) from exc
         finally:
@@ -354,8 +353,7 @@ def run_endpoint(context: dg.AssetExecutionContext, endpoint: Endpoint, config: 
                          f"{len(outcomes)} table partition(s)")
         yield from _emit(context, endpoint, outcomes)
     if landed_any:
-        for table in endpoint.tables:
-            catalog.ensure_view(VENDOR, endpoint.asset_name(table), log=context.log)
+        catalog.ensure_views(VENDOR, [endpoint.asset_name(t) for t in endpoint.tables], log=context.log)
 
 
 def build_endpoint_asset(endpoint: Endpoint) -> dg.AssetsDefinition:
