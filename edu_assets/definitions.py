@@ -11,7 +11,7 @@ from typing import Any
 import dagster as dg
 
 from edu_assets.core.resources import LakeResource
-from edu_assets.vendors import stellic, xporter
+from edu_assets.vendors import skillspass, stellic, webadmit, xporter
 
 
 def selection_for(defs: dg.Definitions, keys: Sequence[dg.AssetKey], *, checks: bool = True) -> list[Any]:
@@ -31,6 +31,8 @@ def build_definitions() -> dg.Definitions:
     return dg.Definitions.merge(
         stellic.definitions(),
         xporter.definitions(),
+        skillspass.definitions(),
+        webadmit.definitions(),
         dg.Definitions(resources={"lake": LakeResource.from_env()}),
     )
 

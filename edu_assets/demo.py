@@ -47,7 +47,8 @@ def _demo_params(spec: ExportSpec, sandboxed: bool) -> dict | None:
 
 def run_demo(instance: dg.DagsterInstance, defs: dg.Definitions, *, echo=print) -> list[Outcome]:
     """Every vendor, one after the other."""
-    return run_stellic_demo(instance, defs, echo=echo) + run_xporter_demo(instance, defs, echo=echo)
+    return (run_stellic_demo(instance, defs, echo=echo) + run_xporter_demo(instance, defs, echo=echo)
+            + run_skillspass_demo(instance, defs, echo=echo) + run_webadmit_demo(instance, defs, echo=echo))
 
 
 def run_stellic_demo(instance: dg.DagsterInstance, defs: dg.Definitions, *, echo=print) -> list[Outcome]:
@@ -152,23 +153,8 @@ def run_xporter_demo(instance: dg.DagsterInstance, defs: dg.Definitions, *, echo
     outcomes: list[Outcome] = []
 
     def run(label: str, keys: list[dg.AssetKey], partition: str | None, tags: dict[str, str] | None = None) -> None:
-        started = time.monotonic()
-        result = dg.materialize(
-            # ~350 asset checks would double the demo's time; they run with every scheduled materialization
-            selection_for(defs, keys, checks=False), partition_key=partition, instance=instance, resources=defs.resources,
-            run_config={"loggers": {"console": {"config": {"log_level": "ERROR"}}}},
-            tags={"edu/vendor": "xporter", "edu/trigger": "demo", **(tags or {})}, raise_on_error=False,
-        )
-        got = _outcomes(result, keys, partition or "", defs, missing="skipped",
-                        missing_detail="not authorised for this school (see the asset's observations)")
-        outcomes.extend(got)
-        landed = [o for o in got if o.status == "landed"]
-        failed = [o for o in got if o.status == "failed"]
-        mark = "ok  " if not failed else "FAIL"
-        echo(f"  {mark} {label:<58} {len(landed):>4} tables {sum(o.rows or 0 for o in landed):>9,} rows"
-             f"  {len(got) - len(landed) - len(failed)} skipped  ({time.monotonic() - started:.1f}s)")
-        for o in failed[:5]:
-            echo(f"       {o.key}: {o.detail}")
+        outcomes.extend(_run_group(instance, defs, "xporter", label, keys, partition, tags, echo=echo,
+                                   missing_detail="not authorised for this school (see the asset's observations)"))
 
     run("xporter register and management endpoints", unpartitioned, None)
     for estab in schools:
@@ -177,6 +163,78 @@ def run_xporter_demo(instance: dg.DagsterInstance, defs: dg.Definitions, *, echo
             {"dagster/asset_partition_range_start": f"{estab}|{first.isoformat()}",
              "dagster/asset_partition_range_end": f"{estab}|{today.isoformat()}"})
     return outcomes
+
+
+def _run_group(
+    instance: dg.DagsterInstance, defs: dg.Definitions, vendor: str, label: str, keys: list[dg.AssetKey],
+    partition: str | None, tags: dict[str, str] | None = None, *, echo=print,
+    missing_detail: str = "vendor job still running: the sensor will land it",
+) -> list[Outcome]:
+    """One demo run of ``keys`` (without their checks: they run with every scheduled materialization), and a
+    one-line account of it."""
+    started = time.monotonic()
+    result = dg.materialize(
+        selection_for(defs, keys, checks=False), partition_key=partition, instance=instance, resources=defs.resources,
+        run_config={"loggers": {"console": {"config": {"log_level": "ERROR"}}}},
+        tags={"edu/vendor": vendor, "edu/trigger": "demo", **(tags or {})}, raise_on_error=False,
+    )
+    got = _outcomes(result, keys, partition or "", defs, missing="skipped", missing_detail=missing_detail)
+    landed = [o for o in got if o.status == "landed"]
+    failed = [o for o in got if o.status == "failed"]
+    mark = "ok  " if not failed else "FAIL"
+    echo(f"  {mark} {label:<58} {len(landed):>4} tables {sum(o.rows or 0 for o in landed):>9,} rows"
+         f"  {len(got) - len(landed) - len(failed)} skipped  ({time.monotonic() - started:.1f}s)")
+    for o in failed[:5]:
+        echo(f"       {o.key}: {o.detail}")
+    return got
+
+
+def _tick(defs: dg.Definitions, instance: dg.DagsterInstance, sensor: str) -> None:
+    """Evaluate one sensor tick as the daemon would, and apply the partitions it asks for."""
+    ctx = dg.build_sensor_context(instance=instance, definitions=defs, resources=defs.resources)
+    result = defs.get_sensor_def(sensor)(ctx)
+    for req in getattr(result, "dynamic_partitions_requests", None) or []:
+        if isinstance(req, dg.AddDynamicPartitionsRequest):
+            instance.add_dynamic_partitions(req.partitions_def_name, list(req.partition_keys))
+        else:
+            for key in req.partition_keys:
+                instance.delete_dynamic_partition(req.partitions_def_name, key)
+
+
+def run_skillspass_demo(instance: dg.DagsterInstance, defs: dg.Definitions, *, echo=print, days: int = 7) -> list[Outcome]:
+    """The last ``days`` daily windows of every window export in one run (one vendor job per day, polled
+    together), then the activity-discovery sensor, then yesterday's interactions of every activity."""
+    from edu_assets.vendors.skillspass.assets import ACTIVITIES, DAILY
+    from edu_assets.vendors.skillspass.assets import asset_key as skey
+    from edu_assets.vendors.skillspass.catalog import load_catalog as load_skillspass
+
+    specs = load_skillspass()
+    window = DAILY.get_partition_keys()[-days:]
+    echo(f"\nskillspass: {window[0]}..{window[-1]}")
+    out = _run_group(instance, defs, "skillspass", f"skillspass window exports, {len(window)} days",
+                     [skey(s) for s in specs if not s.per_activity], None,
+                     {"dagster/asset_partition_range_start": window[0], "dagster/asset_partition_range_end": window[-1]},
+                     echo=echo)
+    _tick(defs, instance, "skillspass_activity_discovery")
+    interactions = [skey(s) for s in specs if s.per_activity]
+    for activity in instance.get_dynamic_partitions(ACTIVITIES.name):
+        key = dg.MultiPartitionKey({"activity": activity, "date": window[-1]})
+        out += _run_group(instance, defs, "skillspass", f"skillspass interactions, activity {activity}, {window[-1]}",
+                          interactions, key, echo=echo)
+    return out
+
+
+def run_webadmit_demo(instance: dg.DagsterInstance, defs: dg.Definitions, *, echo=print) -> list[Outcome]:
+    """Discover templates as the sensor would, land the register, then today's snapshot of every template."""
+    from edu_assets.vendors.webadmit.assets import EXPORT_FILES_KEY, REGISTER_KEY, TEMPLATES
+
+    _tick(defs, instance, "webadmit_template_discovery")
+    templates = instance.get_dynamic_partitions(TEMPLATES.name)
+    echo(f"\nwebadmit: {len(templates)} landable export template(s)")
+    out = _run_group(instance, defs, "webadmit", "webadmit template register", [REGISTER_KEY], None, echo=echo)
+    for key in templates:
+        out += _run_group(instance, defs, "webadmit", f"webadmit export template {key}", [EXPORT_FILES_KEY], key, echo=echo)
+    return out
 
 
 def print_summary(echo=print) -> None:

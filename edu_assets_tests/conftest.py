@@ -13,6 +13,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
+from edu_assets.core.ratebudget import HeaderBudget
 from edu_assets.sandbox import SandboxServer, start_sandbox
 from edu_assets.vendors.xporter.resources import reset_caches as reset_xporter_caches
 
@@ -34,9 +35,14 @@ def sandbox(sandbox_server: SandboxServer, monkeypatch: pytest.MonkeyPatch) -> I
     monkeypatch.setenv("EDU_SANDBOX_URL", sandbox_server.url)
     for var in ("STELLIC_TOKEN", "STELLIC_BASE_URL", "STELLIC_INSTITUTION", "STELLIC_EXPORT_PARAMS",
                 "XPORTER_SCHOOL_SECRETS", "XPORTER_SECRETS_FILE", "XPORTER_MANAGEMENT_SECRET", "XPORTER_RELYING_PARTY",
-                "XPORTER_BASE_URL", "XPORTER_STS_URL", "XPORTER_TOKEN_REFRESH_MARGIN_SECONDS"):
+                "XPORTER_BASE_URL", "XPORTER_STS_URL", "XPORTER_TOKEN_REFRESH_MARGIN_SECONDS",
+                "SKILLSPASS_KEY", "SKILLSPASS_TOKEN", "SKILLSPASS_SECRET", "SKILLSPASS_BASE_URL", "SKILLSPASS_ENVIRONMENT",
+                "SKILLSPASS_LEGACY_TYPES", "SKILLSPASS_FORMAT", "SKILLSPASS_DAYS_PER_JOB",
+                "WEBADMIT_API_KEY", "WEBADMIT_BASE_URL", "WEBADMIT_DOMAIN", "WEBADMIT_RATE_WINDOW_SECONDS",
+                "WEBADMIT_RATE_RESERVE_FRACTION", "WEBADMIT_RATE_PER_SECOND", "SKILLSPASS_RATE_PER_SECOND"):
         monkeypatch.delenv(var, raising=False)
     reset_xporter_caches()
+    HeaderBudget.forget_all()
     yield sandbox_server
     sandbox_server.faults.clear()
     for name, knobs in defaults.items():  # every vendor's knobs (stellic, xporter, ...)

@@ -17,10 +17,18 @@ from pathlib import Path
 import duckdb
 
 from edu_assets.core.lake import DATA_FILE
-from edu_assets.core.naming import quote_ident, sql_str
+from edu_assets.core.naming import quote_ident, snake_case, sql_str
 from edu_assets.core.settings import LakeSettings
 
 META_SCHEMA = "edu_meta"
+
+
+@dataclass(frozen=True)
+class Current:
+    """A change feed's "current state" view: the row with the greatest ``order_by`` per key."""
+
+    keys: tuple[str, ...]
+    order_by: str
 
 
 @dataclass(frozen=True)
@@ -56,9 +64,18 @@ class Catalog:
         return self.ensure_views(vendor, [asset], latest_by=latest_by, log=log)
 
     def ensure_views(
-        self, vendor: str, assets: Sequence[str], *, latest_by: str | None = None, log: object | None = None
+        self,
+        vendor: str,
+        assets: Sequence[str],
+        *,
+        latest_by: str | None = None,
+        current: Current | None = None,
+        log: object | None = None,
     ) -> bool:
-        """``ensure_view`` for several datasets of one vendor, opening the catalog file once."""
+        """``ensure_view`` for several datasets of one vendor, opening the catalog file once.
+
+        ``latest_by`` adds ``<asset>_latest`` (the newest partition, for snapshots); ``current`` adds
+        ``<asset>_current`` (the newest version of each key, for change feeds)."""
         datasets = [(a, self.settings.root / vendor / a) for a in assets]
         datasets = [(a, d) for a, d in datasets if any(d.rglob(DATA_FILE))]
         if not datasets:
@@ -75,11 +92,17 @@ class Catalog:
             return False
         with con:
             for asset, dataset in datasets:
-                self._create_views(con, vendor, asset, dataset, latest_by)
+                self._create_views(con, vendor, asset, dataset, latest_by, current)
         return True
 
     def _create_views(
-        self, con: duckdb.DuckDBPyConnection, vendor: str, asset: str, dataset: Path, latest_by: str | None
+        self,
+        con: duckdb.DuckDBPyConnection,
+        vendor: str,
+        asset: str,
+        dataset: Path,
+        latest_by: str | None,
+        current: Current | None = None,
     ) -> None:
         schema, view = quote_ident(vendor), quote_ident(asset)
         con.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
@@ -93,6 +116,15 @@ class Catalog:
                 f"CREATE OR REPLACE VIEW {schema}.{quote_ident(asset + '_latest')} AS SELECT * FROM {schema}.{view} "
                 f"WHERE {col} = (SELECT max({col}) FROM {schema}.{view})"
             )
+        if current:
+            columns = {r[0] for r in con.execute(f"DESCRIBE {schema}.{view}").fetchall()}
+            keys = [snake_case(k) for k in current.keys]
+            if all(k in columns for k in keys) and current.order_by in columns:
+                by = ", ".join(quote_ident(k) for k in keys)
+                con.execute(
+                    f"CREATE OR REPLACE VIEW {schema}.{quote_ident(asset + '_current')} AS SELECT * FROM {schema}.{view} "
+                    f"QUALIFY row_number() OVER (PARTITION BY {by} ORDER BY {quote_ident(current.order_by)} DESC) = 1"
+                )
 
     def rebuild(self, latest_by: dict[str, str] | None = None) -> list[str]:
         """Recreate every view from what is in the lake (for a catalog deleted or moved by hand)."""
@@ -117,7 +149,8 @@ class Catalog:
         with self._open(read_only=True) as con:
             views = con.execute(
                 "SELECT schema_name, view_name FROM duckdb_views() WHERE NOT internal "
-                "AND view_name NOT LIKE '%\\_latest' ESCAPE '\\' ORDER BY 1, 2"
+                "AND view_name NOT LIKE '%\\_latest' ESCAPE '\\' AND view_name NOT LIKE '%\\_current' ESCAPE '\\' "
+                "ORDER BY 1, 2"
             ).fetchall()
             for schema, view in views:
                 if schema == META_SCHEMA or (vendor and schema != vendor):

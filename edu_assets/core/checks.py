@@ -83,9 +83,11 @@ def build_dataset_checks(
             path = partition_path(_partition_key(context), lake)
             if not path.exists():
                 return _missing(path)
-            originals = original_columns(path).values()
-            got = {o.strip() for o in originals}
-            missing, unexpected = sorted(set(expected) - got), sorted(got - set(expected))
+            # Compared by normalised name: "User ID" (CSV) and "userId" (JSONL) are the same column.
+            got = {snake_case(o): o for o in original_columns(path).values()}
+            want = {snake_case(e): e for e in expected}
+            missing = sorted(want[k] for k in set(want) - set(got))
+            unexpected = sorted(got[k] for k in set(got) - set(want))
             return dg.AssetCheckResult(
                 passed=not missing and not unexpected,
                 severity=dg.AssetCheckSeverity.WARN,

@@ -1,7 +1,12 @@
-"""The body of every export asset: resume or start a vendor export, wait or defer, download, land, catalog.
+"""The body of every export asset: resume or start vendor exports, wait or defer, download, land, catalog.
 
-Vendor factories build the request (path, parameters, partition → directory) and call
-:func:`materialize_export`; nothing here knows any vendor.
+Vendor factories build one :class:`ExportRequest` per partition (path, parameters, partition → directory,
+how to land the file) and call :func:`materialize_exports`; nothing here knows any vendor.
+
+A run may cover several partitions (a single-run backfill): every partition's vendor job is started up
+front, the jobs are polled together, each partition is landed the moment its file is ready (while its
+download URL is fresh), jobs still running when the inline budget is spent are handed to the completion
+sensor one partition at a time, and a failed job fails the run only after every other partition is safe.
 """
 
 from __future__ import annotations
@@ -11,34 +16,84 @@ import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 
 from edu_assets.core import export_records as records
-from edu_assets.core.catalog import Catalog
-from edu_assets.core.errors import ExportDeadlineExceeded, VendorJobFailed, Where
-from edu_assets.core.exports import AsyncExportAPI, ExportHandle, ExportLifecycle
+from edu_assets.core.catalog import Catalog, Current
+from edu_assets.core.errors import EduAssetsError, ExportDeadlineExceeded, VendorJobFailed, Where
+from edu_assets.core.exports import AsyncExportAPI, ExportHandle, ExportLifecycle, JobStatus
 from edu_assets.core.http import Downloaded
-from edu_assets.core.lake import Lake
+from edu_assets.core.lake import Lake, Landed
 from edu_assets.core.metadata import landed_metadata
 from edu_assets.core.naming import safe_name
 from edu_assets.core.settings import ExportSettings
 
 
 @dataclass
+class Landing:
+    """What a vendor's landing step receives."""
+
+    request: ExportRequest
+    lake: Lake
+    downloaded: Downloaded | None  # None: the job finished with nothing to download (an empty export)
+    status: JobStatus | None  # None for a synchronous export
+
+
+@dataclass
+class LandedTable:
+    dataset: str  # dataset directory and DuckDB view name under the vendor's schema
+    landed: Landed
+
+
+Lander = Callable[[Landing], list[LandedTable]]
+
+
+def land_csv_file(landing: Landing) -> list[LandedTable]:
+    """The default landing: the file is one CSV, landed as the request's own dataset and partition.
+
+    An export that finished with no file lands an empty partition with the documented columns.
+    """
+    r = landing.request
+    if landing.downloaded is None:
+        return [LandedTable(r.asset, landing.lake.land_empty(r.where, r.vendor, r.asset, r.partition, r.expected_columns))]
+    landed = landing.lake.land_csv(
+        landing.downloaded.path, r.where, r.vendor, r.asset, r.partition,
+        encoding=r.encoding, expected_columns=r.expected_columns,
+    )
+    return [LandedTable(r.asset, landed)]
+
+
+@dataclass
 class ExportRequest:
-    """One materialization's worth of export, as built by a vendor factory."""
+    """One partition's worth of export, as built by a vendor factory."""
 
     vendor: str
     asset: str
     where: Where
-    partition: Mapping[str, str]
+    partition: Mapping[str, str]  # lake partition directories, e.g. {"date": "2026-11-01"}
     api: AsyncExportAPI
     start: Callable[[Path], Downloaded | ExportHandle]
+    partition_key: str | None = None  # the Dagster partition its vendor job is recorded on
+    covers: Sequence[str] = ()  # every Dagster partition it lands (a window of several days); default: partition_key
     encoding: str = "utf-8"
     expected_columns: Sequence[str] | None = None
     latest_by: str | None = None
-    extra_metadata: dict[str, object] = field(default_factory=dict)
+    current: Current | None = None
+    extra_metadata: dict[str, Any] = field(default_factory=dict)
+    land: Lander = land_csv_file
+    suffix: str = ".csv"  # of the staged raw download
+    # Extra results from the vendor's own account of the job (e.g. a WARN check for "Success With Errors").
+    check_results: Callable[[JobStatus | None, list[LandedTable]], list[dg.AssetCheckResult]] | None = None
+
+
+@dataclass
+class _Started:
+    request: ExportRequest
+    handle: ExportHandle | None = None
+    downloaded: Downloaded | None = None  # a synchronous export arrives at once
+    t0: float = field(default_factory=time.monotonic)
 
 
 def materialize_export(
@@ -50,75 +105,141 @@ def materialize_export(
     inline_wait_seconds: float | None = None,
     settings: ExportSettings | None = None,
 ) -> Iterator[dg.MaterializeResult]:
-    """Yield one materialization, or nothing when the vendor job is handed to the completion sensor."""
+    """One partition (or an unpartitioned asset): yield its materialization, or nothing when deferred."""
+    yield from materialize_exports(  # type: ignore[misc]
+        context, [request], lake=lake, catalog=catalog, inline_wait_seconds=inline_wait_seconds, settings=settings
+    )
+
+
+def materialize_exports(
+    context: dg.AssetExecutionContext,
+    requests: Sequence[ExportRequest],
+    *,
+    lake: Lake,
+    catalog: Catalog,
+    inline_wait_seconds: float | None = None,
+    settings: ExportSettings | None = None,
+) -> Iterator[dg.MaterializeResult | dg.AssetMaterialization]:
+    """Land every request's partition; a single request yields a ``MaterializeResult`` (so the asset's
+    checks run), several yield one ``AssetMaterialization`` per partition."""
     log = context.log
     settings = settings or ExportSettings.from_env()
-    where = request.where
-    lifecycle = ExportLifecycle(request.api, where, log, settings)
-    handle = records.resumable_handle(context)
-    job_id: str | None = None
-    waited: float | None = None
-    t0 = time.monotonic()
+    lifecycle = ExportLifecycle(requests[0].api, log, settings) if requests else None
+    single = sum(len(_covered(r)) for r in requests) <= 1  # one partition: outputs, so checks run
+    started: dict[str, _Started] = {}
+    failures: list[EduAssetsError] = []
+
+    for request in requests:
+        s = _start(context, request, lake)
+        if s.downloaded is not None:
+            yield from _land(context, s, s.downloaded, None, lake, catalog, single)
+        else:
+            assert s.handle is not None
+            started[s.handle.job_id] = s
+    if not started:
+        return
+    assert lifecycle is not None
+    if len(started) > 1:
+        log.info(f"{requests[0].vendor}: waiting for {len(started)} vendor jobs together")
+    for waited in lifecycle.wait_all([(s.handle, s.request.where) for s in started.values() if s.handle], inline_wait_seconds):
+        s = started[waited.handle.job_id]
+        if waited.error is not None:
+            state = records.ABANDONED if isinstance(waited.error, ExportDeadlineExceeded) else records.FAILED
+            records.record(context, waited.handle, state)
+            failures.append(waited.error)
+            continue
+        if waited.status is None:
+            records.record(context, waited.handle, records.DEFERRED, waited_seconds=round(waited.waited_seconds, 2))
+            log.warning(
+                f"{waited.where}: vendor job {waited.handle.job_id} is still running; no materialization for this "
+                "partition now: the completion sensor will launch a run for it when the export is ready"
+            )
+            continue
+        downloaded: Downloaded | None = None
+        if waited.status.has_file:
+            dest = lake.work_path(s.request.vendor, s.request.asset, s.request.partition,
+                                  f"{safe_name(waited.handle.job_id)}{s.request.suffix}")
+            downloaded = lifecycle.fetch(waited.handle, waited.status, dest, waited.where)
+        else:
+            log.info(f"{waited.where}: vendor job {waited.handle.job_id} finished with nothing to export "
+                     f"({waited.status.vendor_status!r}); landing an empty partition")
+        yield from _land(context, s, downloaded, waited.status, lake, catalog, single)
+
+    if failures:
+        if len(failures) == 1:
+            raise failures[0]
+        raise VendorJobFailed(
+            Where(requests[0].vendor, requests[0].asset),
+            f"{len(failures)} of {len(requests)} partitions failed (the others landed): "
+            + "; ".join(str(f) for f in failures[:5]),
+        )
+
+
+def _start(context: dg.AssetExecutionContext, request: ExportRequest, lake: Lake) -> _Started:
+    """Resume this partition's vendor job if one is on record, else ask the vendor for a new one."""
+    log, where = context.log, request.where
+    covers = list(request.covers)
+    span = [covers[0], covers[-1]] if len(covers) > 1 else None
+    handle = records.resumable_handle(context, request.partition_key, span)
     if handle is not None:
         log.info(f"{where}: resuming vendor job {handle.job_id} started {handle.age() / 60:.1f} min ago")
-        downloaded_or_handle: Downloaded | ExportHandle = handle
-    else:
-        log.info(f"{where}: requesting export")
-        downloaded_or_handle = request.start(lake.work_path(request.vendor, request.asset, request.partition, f"{uuid.uuid4().hex}.csv"))
-        if isinstance(downloaded_or_handle, ExportHandle):
-            handle = downloaded_or_handle
-            records.record(context, handle, records.STARTED)
-            log.info(f"{where}: vendor started asynchronous job {handle.job_id}")
+        return _Started(request, handle=handle)
+    log.info(f"{where}: requesting export")
+    got = request.start(lake.work_path(request.vendor, request.asset, request.partition, f"{uuid.uuid4().hex}{request.suffix}"))
+    if isinstance(got, ExportHandle):
+        records.record(context, got, records.STARTED)
+        log.info(f"{where}: vendor started asynchronous job {got.job_id}")
+        return _Started(request, handle=got)
+    return _Started(request, downloaded=got)
 
-    if isinstance(downloaded_or_handle, Downloaded):
-        downloaded = downloaded_or_handle
-    else:
-        assert handle is not None
-        job_id = handle.job_id
-        try:
-            outcome = lifecycle.wait(handle, inline_wait_seconds)
-        except VendorJobFailed:
-            records.record(context, handle, records.FAILED)
-            raise
-        except ExportDeadlineExceeded:
-            records.record(context, handle, records.ABANDONED)
-            raise
-        if outcome.status is None:
-            records.record(context, handle, records.DEFERRED, waited_seconds=round(outcome.waited_seconds, 2))
-            log.warning(
-                f"{where}: vendor job {handle.job_id} is still running; this run ends without a materialization "
-                "and the completion sensor will launch a run for this partition when the export is ready"
-            )
-            return
-        waited = handle.age()
-        dest = lake.work_path(request.vendor, request.asset, request.partition, f"{safe_name(handle.job_id)}.csv")
-        downloaded = lifecycle.fetch(handle, outcome.status, dest)
 
-    log.info(f"{where}: downloaded {downloaded.bytes:,} bytes in {downloaded.seconds:.1f}s; landing as Parquet")
+def _land(
+    context: dg.AssetExecutionContext,
+    s: _Started,
+    downloaded: Downloaded | None,
+    status: JobStatus | None,
+    lake: Lake,
+    catalog: Catalog,
+    single: bool,
+) -> Iterator[dg.MaterializeResult | dg.AssetMaterialization]:
+    request, log, where = s.request, context.log, s.request.where
+    if downloaded is not None:
+        log.info(f"{where}: downloaded {downloaded.bytes:,} bytes in {downloaded.seconds:.1f}s; landing as Parquet")
     land_started = time.monotonic()
-    landed = lake.land_csv(
-        downloaded.path,
-        where,
-        request.vendor,
-        request.asset,
-        request.partition,
-        encoding=request.encoding,
-        expected_columns=request.expected_columns,
-    )
+    tables = request.land(Landing(request, lake, downloaded, status))
     land_seconds = round(time.monotonic() - land_started, 3)
-    log.info(f"{where}: landed {landed.rows:,} rows, {len(landed.columns)} columns at {landed.path}")
-    if landed.missing_columns or landed.unexpected_columns:
-        log.warning(
-            f"{where}: columns differ from the catalog (missing: {landed.missing_columns or '-'}, "
-            f"unexpected: {landed.unexpected_columns or '-'}); landed as received"
+    for t in tables:
+        log.info(f"{where}: landed {t.landed.rows:,} rows, {len(t.landed.columns)} columns at {t.landed.path}")
+        if t.landed.missing_columns or t.landed.unexpected_columns:
+            log.warning(
+                f"{where}: {t.dataset} columns differ from the catalog (missing: {t.landed.missing_columns or '-'}, "
+                f"unexpected: {t.landed.unexpected_columns or '-'}); landed as received"
+            )
+    catalog.ensure_views(request.vendor, [t.dataset for t in tables], latest_by=request.latest_by,
+                         current=request.current, log=log)
+    extra: dict[str, Any] = {**request.extra_metadata, "land_seconds": land_seconds,
+                             "run_seconds": round(time.monotonic() - s.t0, 2)}
+    if status is not None and status.warnings:
+        extra["vendor_warnings"] = dg.MetadataValue.text("\n".join(status.warnings))
+    if len(tables) > 1:
+        extra["tables"] = dg.MetadataValue.md(
+            "| table | rows | columns |\n|---|---|---|\n"
+            + "\n".join(f"| {request.vendor}.{t.dataset} | {t.landed.rows:,} | {len(t.landed.columns)} |" for t in tables)
         )
-    catalog.ensure_view(request.vendor, request.asset, latest_by=request.latest_by, log=log)
-    yield dg.MaterializeResult(
-        metadata=landed_metadata(
-            landed,
-            downloaded=downloaded,
-            vendor_job_id=job_id,
-            waited_seconds=waited,
-            extra={**request.extra_metadata, "land_seconds": land_seconds, "run_seconds": round(time.monotonic() - t0, 2)},
-        )
+    metadata = landed_metadata(
+        tables[0].landed, downloaded=downloaded,
+        vendor_job_id=s.handle.job_id if s.handle else None,
+        waited_seconds=s.handle.age() if s.handle else None, extra=extra,
     )
+    if len(tables) > 1:
+        metadata["dagster/row_count"] = sum(t.landed.rows for t in tables)
+    checks = request.check_results(status, tables) if request.check_results else []
+    if single:
+        yield dg.MaterializeResult(metadata=metadata, check_results=checks or None)
+        return
+    for key in _covered(request):
+        yield dg.AssetMaterialization(asset_key=context.asset_key, partition=key, metadata=metadata)
+
+
+def _covered(request: ExportRequest) -> list[str | None]:
+    return list(request.covers) or [request.partition_key]

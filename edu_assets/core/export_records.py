@@ -19,35 +19,48 @@ STATE = "edu/export_state"
 HANDLE = "edu/export_handle"
 JOB_ID = "vendor_job_id"
 HANDLE_TAG = "edu/export_handle"
+PARTITION_RANGE = "partition_range"  # ExportHandle.details: [first, last] Dagster partition one job covers
 
 STARTED, DEFERRED, FAILED, ABANDONED = "started", "deferred", "failed", "abandoned"
 RESUMABLE = {STARTED, DEFERRED}
 
 
 def record(context: dg.AssetExecutionContext, handle: ExportHandle, state: str, **extra: str | float) -> None:
+    """Write one export-state observation on the handle's own partition (a run may cover several)."""
     metadata: dict[str, dg.RawMetadataValue] = {STATE: state, JOB_ID: handle.job_id, HANDLE: handle.to_json()}
     metadata.update(extra)
     context.log_event(
-        dg.AssetObservation(asset_key=context.asset_key, partition=_partition(context), metadata=metadata)
+        dg.AssetObservation(
+            asset_key=dg.AssetKey.from_user_string(handle.asset_key), partition=handle.partition_key, metadata=metadata
+        )
     )
 
 
-def _partition(context: dg.AssetExecutionContext) -> str | None:
-    return context.partition_key if context.has_partition_key else None
+def tagged_handle(context: dg.AssetExecutionContext) -> ExportHandle | None:
+    """The vendor job the completion sensor launched this run for, if it did."""
+    tagged = context.run.tags.get(HANDLE_TAG)
+    return ExportHandle.from_json(tagged) if tagged else None
 
 
-def resumable_handle(context: dg.AssetExecutionContext) -> ExportHandle | None:
-    """The vendor job this run should resume, if any.
+def resumable_handle(
+    context: dg.AssetExecutionContext, partition: str | None, span: list[str] | None = None
+) -> ExportHandle | None:
+    """The vendor job this run should resume for ``partition``, if any.
 
     The completion sensor passes the handle as a run tag. Otherwise the latest export observation of this
     partition is used when it is newer than the partition's latest materialization and the job did not
-    end badly: a re-run after a crash or a deferral picks the job up again.
+    end badly: a re-run after a crash or a deferral picks the job up again. ``span`` is the range of
+    partitions a job must cover to be resumed (a job for another window is not this request's job).
     """
-    tagged = context.run.tags.get(HANDLE_TAG)
-    if tagged:
-        return ExportHandle.from_json(tagged)
+    def fits(handle: ExportHandle) -> bool:
+        covered = handle.details.get(PARTITION_RANGE)
+        covered = None if not covered or covered[0] == covered[-1] else list(covered)
+        return handle.partition_key == partition and covered == span
+
+    tagged = tagged_handle(context)
+    if tagged is not None and fits(tagged):
+        return tagged
     instance = context.instance
-    partition = _partition(context)
     filt = dg.AssetRecordsFilter(
         asset_key=context.asset_key, asset_partitions=[partition] if partition is not None else None
     )
@@ -61,7 +74,8 @@ def resumable_handle(context: dg.AssetExecutionContext) -> ExportHandle | None:
         mats = instance.fetch_materializations(filt, limit=1).records
         if mats and mats[0].storage_id > rec.storage_id:
             return None
-        return ExportHandle.from_json(str(obs.metadata[HANDLE].value))
+        handle = ExportHandle.from_json(str(obs.metadata[HANDLE].value))
+        return handle if fits(handle) else None
     return None
 
 

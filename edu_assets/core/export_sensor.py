@@ -17,10 +17,13 @@ from dataclasses import dataclass, field
 import dagster as dg
 
 from edu_assets.core.errors import EduAssetsError, Where
-from edu_assets.core.export_records import HANDLE_TAG, deferred_handles, landed_job_ids
+from edu_assets.core.export_records import HANDLE_TAG, PARTITION_RANGE, deferred_handles, landed_job_ids
 from edu_assets.core.exports import AsyncExportAPI, ExportHandle, JobState
 from edu_assets.core.redact import redact
 from edu_assets.core.settings import ExportSettings
+
+RANGE_START_TAG = "dagster/asset_partition_range_start"
+RANGE_END_TAG = "dagster/asset_partition_range_end"
 
 
 @dataclass
@@ -113,12 +116,18 @@ def build_export_completion_sensor(
                     continue
                 outcome = status.state.value
             context.log.info(f"{where}: vendor job {job_id} is {outcome}; launching a run for that partition")
+            tags = {HANDLE_TAG: handle.to_json(), "edu/vendor": vendor, "edu/trigger": name}
+            partition_key = handle.partition_key
+            span = handle.details.get(PARTITION_RANGE)
+            if span and span[0] != span[1]:  # one job covering several partitions: relaunch them as one range
+                tags.update({RANGE_START_TAG: span[0], RANGE_END_TAG: span[1]})
+                partition_key = None
             requests.append(
                 dg.RunRequest(
                     run_key=job_id,
                     asset_selection=[dg.AssetKey.from_user_string(handle.asset_key)],
-                    partition_key=handle.partition_key,
-                    tags={HANDLE_TAG: handle.to_json(), "edu/vendor": vendor, "edu/trigger": name},
+                    partition_key=partition_key,
+                    tags=tags,
                 )
             )
             del state.pending[job_id]

@@ -28,6 +28,7 @@ from typing import Any, Protocol
 import httpx
 
 from edu_assets.core.errors import DownloadError, VendorAuthError, VendorHTTPError, Where
+from edu_assets.core.ratebudget import HeaderBudget
 from edu_assets.core.redact import guard_library_loggers, redact, redact_url
 from edu_assets.core.settings import env_float
 
@@ -174,8 +175,10 @@ class VendorHTTP:
         rate_per_second: float = 0.0,
         log: Log | None = None,
         transport: httpx.BaseTransport | None = None,
+        budget: HeaderBudget | None = None,
     ):
         self.vendor = vendor
+        self.budget = budget  # paces requests to the vendor's API by its advertised X-RateLimit budget
         self.base_url = base_url.rstrip("/")
         # Auth headers may be a callable so short-lived tokens are fetched (and refreshed) per request;
         # ``reauth(rejected_headers)`` is called once when the vendor answers 401, then the request is retried.
@@ -206,9 +209,13 @@ class VendorHTTP:
             return path_or_url
         return f"{self.base_url}/{path_or_url.lstrip('/')}"
 
+    def _is_own(self, url: str) -> bool:
+        """True for the vendor's API; False for e.g. a pre-signed file host (no auth, no API budget)."""
+        return url.startswith(self.base_url + "/") or url == self.base_url
+
     def _headers_for(self, url: str, extra: Mapping[str, str] | None) -> dict[str, str]:
         headers = dict(extra or {})
-        if url.startswith(self.base_url + "/") or url == self.base_url:
+        if self._is_own(url):
             headers.update(self._auth() if callable(self._auth) else self._auth)
         return headers
 
@@ -232,6 +239,9 @@ class VendorHTTP:
         reauthed = False
         for attempt in range(self.retry.max_attempts):
             self.limiter.acquire()
+            own_api = self._is_own(url)
+            if self.budget is not None and own_api:
+                self.budget.acquire(self.log, where)
             started = time.monotonic()
             sent = self._headers_for(url, headers)
             try:
@@ -246,6 +256,8 @@ class VendorHTTP:
                 if attempt + 1 < self.retry.max_attempts:
                     time.sleep(delay)
                 continue
+            if self.budget is not None and own_api:
+                self.budget.observe(response.headers)
             if on_response is not None:
                 on_response(response)
             elapsed = time.monotonic() - started
@@ -295,7 +307,10 @@ class VendorHTTP:
         return VendorHTTPError(where, f"HTTP {status} from {url}: {message!r}", status=status)
 
     def get_json(self, path_or_url: str, where: Where, **kwargs: Any) -> Any:
-        response = self.request("GET", path_or_url, where, **kwargs)
+        return self.request_json("GET", path_or_url, where, **kwargs)
+
+    def request_json(self, method: str, path_or_url: str, where: Where, **kwargs: Any) -> Any:
+        response = self.request(method, path_or_url, where, **kwargs)
         try:
             return response.json()
         except ValueError:

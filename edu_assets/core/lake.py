@@ -158,6 +158,38 @@ class Lake:
         _copy_parquet(con, f"SELECT {select} FROM {reader}", tmp, dict(zip(names, originals, strict=True)))
         return originals
 
+    def land_empty(
+        self,
+        where: Where,
+        vendor: str,
+        asset: str,
+        partition: Mapping[str, str],
+        expected_columns: Sequence[str] | None = None,
+        *,
+        like: Path | None = None,
+    ) -> Landed:
+        """Land a partition with no rows, for an export that legitimately had nothing in it.
+
+        Its schema is that of ``like`` (an earlier landed file of the same dataset, types included) when
+        given, else the documented columns as text, so the dataset's view keeps working.
+        """
+        target = self.partition_dir(vendor, asset, partition) / DATA_FILE
+
+        def write(con: duckdb.DuckDBPyConnection, tmp: Path) -> list[str]:
+            if like is not None and like.exists():
+                originals = original_columns(like)
+                _copy_parquet(con, f"SELECT * FROM {parquet_file(like)} WHERE false", tmp, originals)
+                return list(originals.values())
+            return _copy_json(con, tmp.with_suffix(".none"), tmp, expected_columns, None)
+
+        return self._atomic(target, where, write, expected_columns,
+                            on_error=lambda exc: LandingError(where, f"could not write an empty partition ({exc})", None))
+
+    def latest_file(self, vendor: str, asset: str) -> Path | None:
+        """The most recently written partition file of a dataset (for the schema of an empty export)."""
+        files = self.partitions(vendor, asset)
+        return max(files, key=lambda p: p.stat().st_mtime) if files else None
+
     # ------------------------------------------------------------------ JSON records (paged APIs)
     def land_json(
         self,

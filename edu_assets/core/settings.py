@@ -99,6 +99,32 @@ def xporter_mode() -> VendorMode:
     return VendorMode("xporter", False, f"{sandbox_url()}/xporter", "no Xporter secrets: using the sandbox")
 
 
+SKILLSPASS_SECRET_VARS = ("SKILLSPASS_KEY", "SKILLSPASS_TOKEN", "SKILLSPASS_SECRET")
+SKILLSPASS_ENVIRONMENTS = {
+    "production": "https://kube-prod.bluedrop360.com",
+    "test": "https://shared-tp-api-test.30a.dev",  # the vendor's own test tenant, reset daily
+}
+
+
+def skillspass_mode() -> VendorMode:
+    """Live when SKILLSPASS_KEY/TOKEN/SECRET are set; SKILLSPASS_ENVIRONMENT picks production or the
+    vendor's test tenant (SKILLSPASS_BASE_URL overrides both)."""
+    configured = [v for v in SKILLSPASS_SECRET_VARS if env(v)]
+    if configured:
+        environment = (env("SKILLSPASS_ENVIRONMENT", "production") or "production").lower()
+        base = env("SKILLSPASS_BASE_URL") or SKILLSPASS_ENVIRONMENTS.get(environment, "")
+        return VendorMode("skillspass", True, base.rstrip("/"), f"{', '.join(configured)} set ({environment})")
+    return VendorMode("skillspass", False, f"{sandbox_url()}/skillspass", "no SkillsPass credentials: using the sandbox")
+
+
+def webadmit_mode() -> VendorMode:
+    """Live when WEBADMIT_API_KEY is set; the host is ``https://<WEBADMIT_DOMAIN or api>.webadmit.org``."""
+    if env("WEBADMIT_API_KEY"):
+        base = env("WEBADMIT_BASE_URL") or f"https://{env('WEBADMIT_DOMAIN', 'api')}.webadmit.org"
+        return VendorMode("webadmit", True, base.rstrip("/"), "WEBADMIT_API_KEY is set")
+    return VendorMode("webadmit", False, f"{sandbox_url()}/webadmit", "no WEBADMIT_API_KEY: using the sandbox")
+
+
 def vendor_modes() -> list[VendorMode]:
     """Every vendor with whether it is live or sandboxed, and why (printed by ``edu-assets status``)."""
-    return [stellic_mode(), xporter_mode()]
+    return [stellic_mode(), xporter_mode(), skillspass_mode(), webadmit_mode()]

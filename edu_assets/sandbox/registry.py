@@ -9,7 +9,9 @@ from __future__ import annotations
 from typing import Any
 
 from .app import VendorApp
+from .skillspass import SkillsPassApp
 from .stellic import StellicApp
+from .webadmit import WebAdMitApp
 from .xporter import XporterApp
 
 __all__ = ["ALL_APPS", "build_apps"]
@@ -17,6 +19,8 @@ __all__ = ["ALL_APPS", "build_apps"]
 ALL_APPS: dict[str, type[VendorApp]] = {
     "stellic": StellicApp,
     "xporter": XporterApp,
+    "skillspass": SkillsPassApp,
+    "webadmit": WebAdMitApp,
 }
 
 

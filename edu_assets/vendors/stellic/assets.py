@@ -91,6 +91,7 @@ def build_export_asset(spec: ExportSpec) -> dg.AssetsDefinition:
             asset=spec.name,
             where=where,
             partition=_partition(part, key),
+            partition_key=key,
             api=client,
             start=start,
             encoding=spec.encoding,

@@ -12,12 +12,11 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from urllib.parse import parse_qs, urlsplit
 
 import httpx
 
-from edu_assets.core.errors import VendorHTTPError, VendorJobFailed, Where
-from edu_assets.core.exports import ExportHandle, JobState, JobStatus, UrlExpired
+from edu_assets.core.errors import VendorHTTPError, Where
+from edu_assets.core.exports import ExportHandle, JobState, JobStatus, download_presigned, presigned_expiry
 from edu_assets.core.http import Downloaded, VendorHTTP, vendor_message
 
 VENDOR = "stellic"
@@ -90,35 +89,13 @@ class StellicClient:
         if status in _FAILED or (body.get("success") is False):
             return JobStatus(JobState.FAILED, status or "failed", message=_messages(body))
         if url and (status in _READY or not status):
-            return JobStatus(JobState.READY, status or "completed", download_url=url, url_expires_at=_expires(url))
+            return JobStatus(JobState.READY, status or "completed", download_url=url, url_expires_at=presigned_expiry(url))
         if status in _READY and not url:
             return JobStatus(JobState.PENDING, f"{status} (no URL yet)")
         return JobStatus(JobState.PENDING, status or "unknown")
 
     def download(self, status: JobStatus, dest: Path, where: Where) -> Downloaded:
-        if not status.download_url:
-            raise VendorJobFailed(where, "Stellic said the export is complete but gave no download URL")
-
-        def on_status(response: httpx.Response) -> None:
-            if response.status_code in (400, 403) and _looks_expired(response):
-                raise UrlExpired
-
-        return self.http.download(status.download_url, dest, where, on_status=on_status)
-
-
-def _expires(url: str) -> float | None:
-    """The ``Expires`` epoch of a pre-signed URL (S3 v2 style), or None when the URL does not say."""
-    query = parse_qs(urlsplit(url).query)
-    value = (query.get("Expires") or query.get("expires") or [None])[0]
-    try:
-        return float(value) if value is not None else None
-    except ValueError:
-        return None
-
-
-def _looks_expired(response: httpx.Response) -> bool:
-    text = response.text.lower()
-    return "expired" in text or "accessdenied" in text
+        return download_presigned(self.http, status, dest, where)
 
 
 def _messages(body: dict) -> str:

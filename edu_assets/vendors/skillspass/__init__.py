@@ -1,0 +1,27 @@
+"""SkillsPass: export-data jobs by date window (CSV/JSONL), polled until COMPLETED."""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from edu_assets.vendors.skillspass.assets import asset_key, build_all
+from edu_assets.vendors.skillspass.catalog import load_catalog
+from edu_assets.vendors.skillspass.resources import skillspass_resource_from_env
+from edu_assets.vendors.skillspass.sensors import (
+    build_activity_discovery_sensor,
+    build_completion_sensor,
+    build_daily_schedules,
+)
+
+
+def definitions() -> dg.Definitions:
+    specs = load_catalog()
+    assets, checks = build_all()
+    activities = next(s for s in specs if s.name == "learning_activities")
+    return dg.Definitions(
+        assets=assets,
+        asset_checks=checks,
+        sensors=[build_completion_sensor(specs), build_activity_discovery_sensor(asset_key(activities))],
+        schedules=build_daily_schedules(specs),
+        resources={"skillspass": skillspass_resource_from_env()},
+    )

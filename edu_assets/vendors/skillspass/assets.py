@@ -1,0 +1,290 @@
+"""Asset factory: every entry of ``catalog.yaml`` becomes one SkillsPass export asset.
+
+Window exports (enrollments, learning activities, networks, users) are partitioned by day: a partition is
+"records created or modified that UTC day", requested as ``startDate = <day>T00:00:00.000Z`` and
+``endDate = <day>T23:59:59.999Z`` (both bounds are inclusive, so adjacent days never overlap).
+
+A backfill runs as a single run. By default it starts one vendor job per day and waits for all of them
+together; with ``days_per_job`` > 1 one job covers several consecutive days. The rows of such a job
+cannot be split back into days (the documented columns carry no modification time), so the file is
+landed as one *window* (``window_start=…/window_end=…``) that materializes every day it covers. Windows
+never partially overlap: a request that touches a landed window is widened to cover it, and the windows
+the new file covers are removed after it is in place (so a reader may briefly see both, never neither).
+
+Interactions are one job per learning activity and day (JSONL only), partitioned by activity x day;
+the activity partitions are discovered by a sensor from the landed learning activities.
+"""
+
+
+from collections.abc import Iterator
+from datetime import date, datetime, time, timedelta
+from pathlib import Path
+
+import dagster as dg
+
+from edu_assets.core import export_records as records
+from edu_assets.core.catalog import Current
+from edu_assets.core.checks import build_dataset_checks
+from edu_assets.core.errors import ConfigError, VendorHTTPError, Where
+from edu_assets.core.export_asset import ExportRequest, LandedTable, Landing, materialize_exports
+from edu_assets.core.exports import ExportHandle
+from edu_assets.core.lake import Lake
+from edu_assets.core.resources import LakeResource
+from edu_assets.core.settings import env
+from edu_assets.vendors.skillspass.catalog import ExportSpec, load_catalog
+from edu_assets.vendors.skillspass.client import VENDOR, SkillsPassClient, iso_instant
+from edu_assets.vendors.skillspass.resources import SkillsPassResource
+
+GROUP = POOL = VENDOR
+START_DATE = env("SKILLSPASS_START_DATE", "2025-01-01") or "2025-01-01"
+DAILY = dg.DailyPartitionsDefinition(start_date=START_DATE)
+ACTIVITIES = dg.DynamicPartitionsDefinition(name="skillspass_activity")
+ACTIVITY_BY_DAY = dg.MultiPartitionsDefinition({"activity": ACTIVITIES, "date": DAILY})
+WINDOW_DIMS = ("window_start", "window_end")
+
+
+class SkillsPassExportConfig(dg.Config):
+    """Run config of every SkillsPass export asset."""
+
+    format: str | None = None  # CSV or JSONL; default: SKILLSPASS_FORMAT, else the catalog's first format
+    days_per_job: int | None = None  # days one vendor job covers in a backfill; default SKILLSPASS_DAYS_PER_JOB or 1
+    inline_wait_seconds: float | None = None  # how long a run waits for its jobs before deferring them
+
+
+def asset_key(spec: ExportSpec) -> dg.AssetKey:
+    return dg.AssetKey([VENDOR, spec.name])
+
+
+def _format(spec: ExportSpec, config: SkillsPassExportConfig, where: Where) -> str:
+    chosen = (config.format or env("SKILLSPASS_FORMAT") or spec.default_format).upper()
+    if chosen not in spec.formats:
+        if config.format is None:
+            return spec.default_format  # an environment-wide default that this export does not offer
+        raise ConfigError(where, f"{spec.export_type} supports {', '.join(spec.formats)}, not {chosen}")
+    return chosen
+
+
+def _days_per_job(config: SkillsPassExportConfig, where: Where) -> int:
+    value = config.days_per_job if config.days_per_job is not None else int(env("SKILLSPASS_DAYS_PER_JOB", "1") or 1)
+    if value < 1:
+        raise ConfigError(where, f"days_per_job must be at least 1, got {value}")
+    return value
+
+
+def day_window(first: str, last: str) -> tuple[str, str]:
+    """The inclusive instants of whole UTC days ``first``..``last`` as SkillsPass wants them."""
+    start = datetime.combine(date.fromisoformat(first), time.min)
+    end = datetime.combine(date.fromisoformat(last), time.max)
+    return iso_instant(start), iso_instant(end)
+
+
+def _days(first: str, last: str) -> list[str]:
+    d, end, out = date.fromisoformat(first), date.fromisoformat(last), []
+    while d <= end:
+        out.append(d.isoformat())
+        d += timedelta(days=1)
+    return out
+
+
+def landed_windows(lake: Lake, spec: ExportSpec) -> list[tuple[str, str, Path]]:
+    """(first day, last day, file) of every landed window of one export."""
+    out = []
+    for path in lake.partitions(VENDOR, spec.name):
+        dims = dict(part.split("=", 1) for part in path.parent.relative_to(lake.dataset_dir(VENDOR, spec.name)).parts)
+        if set(WINDOW_DIMS) <= set(dims):
+            out.append((dims["window_start"], dims["window_end"], path))
+    return out
+
+
+def plan_windows(days: list[str], days_per_job: int, landed: list[tuple[str, str, Path]]) -> list[tuple[str, str]]:
+    """Group the run's days into windows of up to ``days_per_job`` consecutive days, widened so that no
+    window partially overlaps a landed one, and merged where widening made two windows meet."""
+    chunks: list[list[str]] = []
+    for day in sorted(days):
+        if chunks and len(chunks[-1]) < days_per_job and date.fromisoformat(day) - date.fromisoformat(chunks[-1][-1]) == timedelta(days=1):
+            chunks[-1].append(day)
+        else:
+            chunks.append([day])
+    windows = []
+    for chunk in chunks:
+        first, last = chunk[0], chunk[-1]
+        changed = True
+        while changed:
+            changed = False
+            for s, e, _ in landed:
+                if s <= last and e >= first and (s < first or e > last):
+                    first, last, changed = min(first, s), max(last, e), True
+        windows.append((first, last))
+    merged: list[tuple[str, str]] = []
+    for first, last in sorted(windows):
+        if merged and first <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], last))
+        else:
+            merged.append((first, last))
+    return merged
+
+
+def _land_file(spec: ExportSpec, fmt: str, supersede: bool):
+    """The landing step: CSV or JSONL into the request's partition; then drop the windows it covers."""
+
+    def land(landing: Landing) -> list[LandedTable]:
+        r, lake, got = landing.request, landing.lake, landing.downloaded
+        if got is None or got.bytes == 0:  # a window with no changes: JSONL is then an empty file
+            landed = lake.land_empty(r.where, VENDOR, spec.name, r.partition, spec.columns if fmt == "CSV" else None)
+            if got is not None:
+                got.path.unlink(missing_ok=True)
+        elif fmt == "CSV":
+            landed = lake.land_csv(got.path, r.where, VENDOR, spec.name, r.partition, expected_columns=spec.columns)
+        else:
+            landed = lake.land_json(got.path, r.where, VENDOR, spec.name, r.partition)
+            got.path.unlink(missing_ok=True)
+        if supersede:
+            first, last = r.partition["window_start"], r.partition["window_end"]
+            for s, e, path in landed_windows(lake, spec):
+                if first <= s and e <= last and (s, e) != (first, last):
+                    path.unlink(missing_ok=True)  # its changes are in the new, wider window
+        return [LandedTable(spec.name, landed)]
+
+    return land
+
+
+def _start(client: SkillsPassClient, body: dict, where: Where, key: str, partition_key: str, span: list[str]):
+    def start(_dest: Path) -> ExportHandle:
+        try:
+            return client.start(body, where, asset_key=key, partition_key=partition_key,
+                                details={records.PARTITION_RANGE: span})
+        except VendorHTTPError as exc:
+            if exc.status == 400 and "exporttype" in str(exc).lower().replace(" ", ""):
+                raise VendorHTTPError(
+                    where, f"SkillsPass rejected exportType {body['exportType']}: {exc.what}",
+                    hint="this tenant may run the older export API; set SKILLSPASS_LEGACY_TYPES=1 and re-run",
+                    status=400,
+                ) from None
+            raise
+
+    return start
+
+
+def build_window_asset(spec: ExportSpec) -> dg.AssetsDefinition:
+    key = asset_key(spec)
+
+    @dg.asset(
+        key=key,
+        group_name=GROUP,
+        partitions_def=DAILY,
+        backfill_policy=dg.BackfillPolicy.single_run(),
+        description=f"{spec.description}\n\nexportType `{spec.export_type}`; one partition per UTC day.",
+        kinds={"skillspass", "parquet"},
+        pool=POOL,
+        output_required=False,  # a deferred job ends the run without a materialization
+        tags={"edu/vendor": VENDOR, "edu/partitioning": "daily_window"},
+        metadata={"export_type": spec.export_type, "formats": ", ".join(spec.formats),
+                  "duckdb_view": f"{VENDOR}.{spec.name}", "keys": ", ".join(spec.keys)},
+    )
+    def _export(
+        context: dg.AssetExecutionContext, config: SkillsPassExportConfig, skillspass: SkillsPassResource,
+        lake: LakeResource,
+    ) -> Iterator[dg.MaterializeResult | dg.AssetMaterialization]:
+        the_lake = lake.lake()
+        where = Where(VENDOR, spec.name)
+        fmt = _format(spec, config, where)
+        tagged = records.tagged_handle(context)
+        span = tagged.details.get(records.PARTITION_RANGE) if tagged else None
+        if span:  # relaunched by the completion sensor: resume exactly that job's window
+            windows = [(span[0], span[-1])]
+        else:
+            windows = plan_windows(list(context.partition_keys), _days_per_job(config, where), landed_windows(the_lake, spec))
+        export_type = spec.legacy_type if skillspass.legacy_types and spec.legacy_type else spec.export_type
+        client = skillspass.client(context.log)
+        requests = []
+        for first, last in windows:
+            label = first if first == last else f"{first}..{last}"
+            w = Where(VENDOR, spec.name, label)
+            start, end = day_window(first, last)
+            body = {"startDate": start, "endDate": end, "exportType": export_type, "format": fmt}
+            requests.append(ExportRequest(
+                vendor=VENDOR, asset=spec.name, where=w,
+                partition={"window_start": first, "window_end": last},
+                partition_key=first, covers=_days(first, last), api=client,
+                start=_start(client, body, w, key.to_user_string(), first, [first, last]),
+                expected_columns=spec.columns if fmt == "CSV" else None,
+                current=Current(spec.keys, "window_end") if spec.keys else None,
+                land=_land_file(spec, fmt, supersede=True), suffix=f".{fmt.lower()}",
+                extra_metadata={"window": label, "startDate": start, "endDate": end, "format": fmt},
+            ))
+        if len(windows) > 1 or windows[0][0] != windows[0][1]:
+            context.log.info(f"[skillspass] {spec.name}: {len(context.partition_keys)} day(s) as {len(windows)} vendor job(s)")
+        try:
+            yield from materialize_exports(context, requests, lake=the_lake, catalog=lake.catalog(),
+                                           inline_wait_seconds=config.inline_wait_seconds)
+        finally:
+            client.http.close()
+
+    return _export
+
+
+def build_interactions_asset(spec: ExportSpec) -> dg.AssetsDefinition:
+    key = asset_key(spec)
+
+    @dg.asset(
+        key=key,
+        group_name=GROUP,
+        partitions_def=ACTIVITY_BY_DAY,
+        description=f"{spec.description}\n\nexportType `{spec.export_type}`; one partition per activity and UTC day.",
+        kinds={"skillspass", "parquet"},
+        pool=POOL,
+        output_required=False,
+        tags={"edu/vendor": VENDOR, "edu/partitioning": "activity_x_day"},
+        metadata={"export_type": spec.export_type, "formats": "JSONL", "duckdb_view": f"{VENDOR}.{spec.name}"},
+    )
+    def _export(
+        context: dg.AssetExecutionContext, config: SkillsPassExportConfig, skillspass: SkillsPassResource,
+        lake: LakeResource,
+    ) -> Iterator[dg.MaterializeResult | dg.AssetMaterialization]:
+        pkey = context.partition_key
+        dims = pkey.keys_by_dimension if isinstance(pkey, dg.MultiPartitionKey) else dict(
+            zip(("activity", "date"), str(pkey).split("|"), strict=False))
+        activity, day = dims["activity"], dims["date"]
+        where = Where(VENDOR, spec.name, f"activity {activity}, {day}")
+        if not activity.isdigit():
+            raise ConfigError(where, f"learning activity ids are numbers; partition has {activity!r}",
+                              hint="delete that partition of skillspass_activity")
+        fmt = _format(spec, config, where)
+        start, end = day_window(day, day)
+        body = {"startDate": start, "endDate": end, "exportType": spec.export_type, "format": fmt,
+                "learningActivityId": int(activity)}
+        client = skillspass.client(context.log)
+        request = ExportRequest(
+            vendor=VENDOR, asset=spec.name, where=where, partition={"activity": activity, "date": day},
+            partition_key=str(pkey), api=client,
+            start=_start(client, body, where, key.to_user_string(), str(pkey), [str(pkey), str(pkey)]),
+            land=_land_file(spec, fmt, supersede=False), suffix=".jsonl",
+            current=Current(spec.keys, "date") if spec.keys else None,
+            extra_metadata={"learning_activity_id": int(activity), "startDate": start, "endDate": end},
+        )
+        try:
+            yield from materialize_exports(context, [request], lake=lake.lake(), catalog=lake.catalog(),
+                                           inline_wait_seconds=config.inline_wait_seconds)
+        finally:
+            client.http.close()
+
+    return _export
+
+
+def build_checks(spec: ExportSpec) -> list[dg.AssetChecksDefinition]:
+    """Schema drift on the CSV exports (a window can legitimately be empty, and a change feed may repeat a
+    key within a window, so no non-empty or uniqueness checks)."""
+    if spec.per_activity or not spec.columns:
+        return []
+
+    def dims(key: str | None) -> dict[str, str]:
+        return {"window_start": key or "", "window_end": key or ""}
+
+    return build_dataset_checks(asset_key(spec), VENDOR, spec.name, dims, expected_columns=spec.columns)
+
+
+def build_all() -> tuple[list[dg.AssetsDefinition], list[dg.AssetChecksDefinition]]:
+    specs = load_catalog()
+    assets = [build_interactions_asset(s) if s.per_activity else build_window_asset(s) for s in specs]
+    return assets, [c for s in specs for c in build_checks(s)]
+

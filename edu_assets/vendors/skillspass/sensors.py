@@ -1,0 +1,119 @@
+"""SkillsPass sensors and schedule: job completion, learning-activity discovery, yesterday's windows daily."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import dagster as dg
+import duckdb
+
+from edu_assets.core.export_sensor import build_export_completion_sensor
+from edu_assets.core.lake import parquet_file
+from edu_assets.vendors.skillspass.assets import ACTIVITIES, ACTIVITY_BY_DAY, DAILY, asset_key
+from edu_assets.vendors.skillspass.catalog import ExportSpec
+from edu_assets.vendors.skillspass.client import VENDOR
+from edu_assets.vendors.skillspass.resources import SkillsPassResource
+
+ACTIVITY_COLUMN = "learning_activity_id"
+
+
+def build_completion_sensor(specs: tuple[ExportSpec, ...]) -> dg.SensorDefinition:
+    def api(context: dg.SensorEvaluationContext):
+        skillspass: SkillsPassResource = context.resources.skillspass
+        return skillspass.client(context.log)
+
+    return build_export_completion_sensor(
+        name="skillspass_export_completion",
+        vendor=VENDOR,
+        asset_keys=[asset_key(s) for s in specs],
+        api_factory=api,
+        required_resource_keys={"skillspass"},
+    )
+
+
+def activity_ids(paths: set[str]) -> set[str]:
+    """Distinct learning-activity ids in landed learning_activities files (missing files are skipped)."""
+    ids: set[str] = set()
+    with duckdb.connect() as con:
+        for path in sorted(paths):
+            try:
+                rows = con.execute(
+                    f"SELECT DISTINCT CAST({ACTIVITY_COLUMN} AS VARCHAR) FROM {parquet_file(Path(path))}"
+                    f" WHERE {ACTIVITY_COLUMN} IS NOT NULL"
+                ).fetchall()
+            except duckdb.Error:  # removed since (a wider window superseded it), or no such column
+                continue
+            ids.update(str(r[0]).strip() for r in rows if str(r[0]).strip())
+    return ids
+
+
+def build_activity_discovery_sensor(activities_key: dg.AssetKey) -> dg.SensorDefinition:
+    """Adds a ``skillspass_activity`` partition for every learning activity seen in newly landed
+    learning_activities data, so a new activity's interactions can be materialized without anyone typing
+    its id. Reads only the files of materializations it has not seen (cursor = event storage id)."""
+
+    @dg.sensor(
+        name="skillspass_activity_discovery",
+        minimum_interval_seconds=300,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        description="Discovers learning activities from landed skillspass/learning_activities and adds them "
+        "as partitions of skillspass/learning_activity_interactions.",
+    )
+    def _sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult:
+        after = int(context.cursor or 0)
+        newest, paths = after, set()
+        cursor = None
+        while True:
+            page = context.instance.fetch_materializations(
+                dg.AssetRecordsFilter(asset_key=activities_key, after_storage_id=after), limit=500, cursor=cursor,
+                ascending=True,
+            )
+            for rec in page.records:
+                newest = max(newest, rec.storage_id)
+                md = rec.asset_materialization.metadata if rec.asset_materialization else {}
+                if "path" in md:
+                    paths.add(str(md["path"].value))
+            if not page.has_more:
+                break
+            cursor = page.cursor
+        known = set(context.instance.get_dynamic_partitions(ACTIVITIES.name))
+        new = sorted(activity_ids(paths) - known, key=lambda v: (len(v), v))
+        if new:
+            context.log.info(f"[skillspass] {len(new)} new learning activit{'y' if len(new) == 1 else 'ies'}: {', '.join(new[:20])}")
+        return dg.SensorResult(
+            dynamic_partitions_requests=[ACTIVITIES.build_add_request(new)] if new else [],
+            cursor=str(newest),
+        )
+
+    return _sensor
+
+
+def build_daily_schedules(specs: tuple[ExportSpec, ...]) -> list[dg.ScheduleDefinition]:
+    """At 04:00 UTC: yesterday's window of every export; at 05:00, yesterday's interactions of every
+    activity discovered by then. Stopped by default: a user turns them on in the UI."""
+    window_keys = [asset_key(s) for s in specs if not s.per_activity]
+    interaction_keys = [asset_key(s) for s in specs if s.per_activity]
+    windows_job = dg.define_asset_job(
+        "skillspass_daily_windows", selection=dg.AssetSelection.assets(*window_keys), partitions_def=DAILY,
+        tags={"edu/vendor": VENDOR}, description="Yesterday's changes of every SkillsPass window export.",
+    )
+    interactions_job = dg.define_asset_job(
+        "skillspass_daily_interactions", selection=dg.AssetSelection.assets(*interaction_keys),
+        partitions_def=ACTIVITY_BY_DAY, tags={"edu/vendor": VENDOR},
+        description="Yesterday's interactions of every discovered learning activity.",
+    )
+
+    @dg.schedule(cron_schedule="0 5 * * *", name="skillspass_daily_interactions_schedule", job=interactions_job,
+                 execution_timezone="UTC")
+    def interactions(context: dg.ScheduleEvaluationContext) -> list[dg.RunRequest]:
+        day = DAILY.get_last_partition_key(current_time=context.scheduled_execution_time)
+        if day is None:
+            return []
+        keys = [dg.MultiPartitionKey({"activity": a, "date": day})
+                for a in context.instance.get_dynamic_partitions(ACTIVITIES.name)]
+        return [dg.RunRequest(run_key=f"interactions-{k}", partition_key=k) for k in keys]
+
+    windows = dg.build_schedule_from_partitioned_job(
+        windows_job, hour_of_day=4, minute_of_hour=0, name="skillspass_daily_windows_schedule"
+    )
+    return [windows, interactions]

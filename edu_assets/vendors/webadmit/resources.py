@@ -1,0 +1,49 @@
+"""The WebAdMIT resource: owns the base URL, the API key (never shown) and the key's hourly budget."""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from edu_assets.core.errors import ConfigError, Where
+from edu_assets.core.http import Log, VendorHTTP
+from edu_assets.core.ratebudget import HeaderBudget
+from edu_assets.core.redact import register_secret
+from edu_assets.core.settings import env_float, webadmit_mode
+from edu_assets.vendors.webadmit.client import VENDOR, WebAdmitClient
+
+SANDBOX_API_KEY = "webadmit-sandbox-key"
+
+
+class WebAdmitResource(dg.ConfigurableResource):
+    """WebAdMIT API access. One key covers every user identity its owner has API Access on."""
+
+    base_url: str
+    api_key: str
+    rate_window_seconds: float = 3600.0  # the documented 5,000 requests per key per hour
+    rate_reserve_fraction: float = 0.2  # below this share of the budget left, requests are spread out
+    rate_per_second: float = 5.0
+    timeout_seconds: float = 60.0
+
+    def client(self, log: Log | None = None) -> WebAdmitClient:
+        if not self.api_key or not self.base_url:
+            raise ConfigError(Where(VENDOR), "WebAdMIT is not configured", hint="set WEBADMIT_API_KEY (and WEBADMIT_DOMAIN)")
+        register_secret(self.api_key)
+        http = VendorHTTP(
+            VENDOR, self.base_url, auth_headers={"x-api-key": self.api_key}, timeout=self.timeout_seconds,
+            rate_per_second=self.rate_per_second, log=log,
+            budget=HeaderBudget.for_vendor(VENDOR, self.rate_window_seconds, self.rate_reserve_fraction),
+        )
+        return WebAdmitClient(http)
+
+
+def webadmit_resource_from_env() -> WebAdmitResource:
+    """Live when WEBADMIT_API_KEY is set (read through EnvVar, so the UI shows only its name), else sandbox."""
+    mode = webadmit_mode()
+    budget = {
+        "rate_window_seconds": env_float("WEBADMIT_RATE_WINDOW_SECONDS", 3600.0),
+        "rate_reserve_fraction": env_float("WEBADMIT_RATE_RESERVE_FRACTION", 0.2),
+        "rate_per_second": env_float("WEBADMIT_RATE_PER_SECOND", 5.0),
+    }
+    if mode.live:
+        return WebAdmitResource(base_url=mode.base_url, api_key=dg.EnvVar("WEBADMIT_API_KEY"), **budget)
+    return WebAdmitResource(base_url=mode.base_url, api_key=SANDBOX_API_KEY, **budget)
