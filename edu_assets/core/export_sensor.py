@@ -48,21 +48,26 @@ def build_export_completion_sensor(
     name: str,
     vendor: str,
     asset_keys: Sequence[dg.AssetKey],
-    api_factory: Callable[[dg.SensorEvaluationContext], AsyncExportAPI],
-    required_resource_keys: set[str],
+    resource_key: str,
+    api_factory: Callable[[dg.SensorEvaluationContext], AsyncExportAPI] | None = None,
     minimum_interval_seconds: int = 30,
     default_status: dg.DefaultSensorStatus = dg.DefaultSensorStatus.RUNNING,
 ) -> dg.SensorDefinition:
     """Build the completion sensor for one vendor's async-export assets.
 
-    The per-tick budget (seconds and polls) comes from ``ExportSettings`` at tick time.
+    The vendor's API comes from ``api_factory(context)``, by default ``<resource>.client(context.log)`` of the
+    resource named ``resource_key``. The per-tick budget (seconds and polls) comes from ``ExportSettings``
+    at tick time.
     """
+    if api_factory is None:
+        def api_factory(context: dg.SensorEvaluationContext) -> AsyncExportAPI:
+            return getattr(context.resources, resource_key).client(context.log)
 
     @dg.sensor(
         name=name,
         asset_selection=list(asset_keys),
         minimum_interval_seconds=minimum_interval_seconds,
-        required_resource_keys=required_resource_keys,
+        required_resource_keys={resource_key},
         default_status=default_status,
         description=(
             f"Polls {vendor} export jobs that outlived their run's inline wait and launches a run for exactly "

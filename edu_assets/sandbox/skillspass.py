@@ -28,8 +28,6 @@ import base64
 import hashlib
 import json
 import secrets
-import shutil
-import tempfile
 import threading
 import time
 import uuid
@@ -56,7 +54,7 @@ from .skillspass_data import (
     parse_iso_ms,
     write_export,
 )
-from .synth import FileCache
+from .synth import FileCache, TempFileCache
 
 __all__ = [
     "CURRENT_EXPORT_TYPES",
@@ -177,8 +175,7 @@ class SkillsPassApp(VendorApp):
         self.signer = UrlSigner()
         self._files: dict[str, str] = {}  # file name -> job id
         self._lock = threading.Lock()
-        self._temp_dir: Path | None = None
-        self._cache: FileCache | None = None
+        self._files_cache = TempFileCache("edu-assets-skillspass-")
         self.router = Router()
         self.router.add("POST", EXPORTS_PATH, self.create_export)
         self.router.add("GET", EXPORTS_PATH, self.export_status)
@@ -189,11 +186,7 @@ class SkillsPassApp(VendorApp):
     @property
     def cache(self) -> FileCache:
         """Generated files, in a private temp dir (removed by close())."""
-        with self._lock:
-            if self._cache is None:
-                self._temp_dir = Path(tempfile.mkdtemp(prefix="edu-assets-skillspass-"))
-                self._cache = FileCache(self._temp_dir)
-            return self._cache
+        return self._files_cache.get()
 
     def handle(self, request: Request) -> Response:
         is_file = request.path.startswith(FILES_PREFIX + "/") or request.path == FILES_PREFIX
@@ -257,10 +250,7 @@ class SkillsPassApp(VendorApp):
 
     def close(self) -> None:
         self.jobs.close()
-        with self._lock:
-            if self._temp_dir is not None:
-                shutil.rmtree(self._temp_dir, ignore_errors=True)
-            self._temp_dir, self._cache = None, None
+        self._files_cache.close()
 
     def describe(self) -> str:
         """The sandbox triple is printed (not a real secret); test-added triples are only counted."""

@@ -16,9 +16,6 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-import shutil
-import tempfile
-import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -39,7 +36,7 @@ from .stellic_exports import (
     ExportType,
     ParamError,
 )
-from .synth import FileCache, SqlRandom, copy_to_csv, seed_for
+from .synth import FileCache, SqlRandom, TempFileCache, copy_to_csv, seed_for
 
 __all__ = ["EXPORTS", "KEYS", "READONLY_TOKEN", "SANDBOX_TOKEN", "StellicApp"]
 
@@ -107,9 +104,7 @@ class StellicApp(VendorApp):
         self.readonly_tokens: set[str] = set(readonly_tokens)
         self.jobs = JobStore()
         self.signer = UrlSigner()
-        self._temp_dir: Path | None = None
-        self._cache: FileCache | None = None
-        self._cache_lock = threading.Lock()
+        self._files_cache = TempFileCache("edu-assets-sandbox-")
         self.router = Router()
         base = f"/{self.name}"
         self.router.add("GET", f"{base}/exports/export_data/{{data_type}}", self.export_data)
@@ -125,16 +120,7 @@ class StellicApp(VendorApp):
     @property
     def cache(self) -> FileCache:
         """The generated-file cache under the `cache_dir` knob (or a private temp dir)."""
-        with self._cache_lock:  # one FileCache per root, or concurrent requests would both generate
-            if self.cache_dir is not None:
-                root = Path(self.cache_dir)
-            else:
-                if self._temp_dir is None:
-                    self._temp_dir = Path(tempfile.mkdtemp(prefix="edu-assets-sandbox-"))
-                root = self._temp_dir
-            if self._cache is None or self._cache.root != root:
-                self._cache = FileCache(root)
-            return self._cache
+        return self._files_cache.get(Path(self.cache_dir) if self.cache_dir is not None else None)
 
     def handle(self, request: Request) -> Response:
         if not request.path.startswith(FILES_PREFIX + "/"):
@@ -172,10 +158,7 @@ class StellicApp(VendorApp):
 
     def close(self) -> None:
         self.jobs.close()
-        if self._temp_dir is not None:
-            shutil.rmtree(self._temp_dir, ignore_errors=True)
-            self._temp_dir = None
-            self._cache = None
+        self._files_cache.close()
 
     def describe(self) -> str:
         return (

@@ -18,6 +18,8 @@ import hashlib
 import json
 import os
 import random
+import shutil
+import tempfile
 import threading
 import unicodedata
 import uuid
@@ -334,3 +336,30 @@ class FileCache:
             with self._lock:
                 self.misses += 1
             return path
+
+
+class TempFileCache:
+    """A `FileCache` in a private temp dir created on first use, or under `root` when one is given;
+    `close()` removes the temp dir (never a given root). Shared by every emulator that generates files."""
+
+    def __init__(self, prefix: str) -> None:
+        self.prefix = prefix
+        self._temp_dir: Path | None = None
+        self._cache: FileCache | None = None
+        self._lock = threading.Lock()
+
+    def get(self, root: Path | None = None) -> FileCache:
+        with self._lock:  # one FileCache per root, or concurrent requests would both generate
+            if root is None:
+                if self._temp_dir is None:
+                    self._temp_dir = Path(tempfile.mkdtemp(prefix=self.prefix))
+                root = self._temp_dir
+            if self._cache is None or self._cache.root != Path(root):
+                self._cache = FileCache(Path(root))
+            return self._cache
+
+    def close(self) -> None:
+        with self._lock:
+            if self._temp_dir is not None:
+                shutil.rmtree(self._temp_dir, ignore_errors=True)
+            self._temp_dir, self._cache = None, None

@@ -27,8 +27,6 @@ import itertools
 import json
 import logging
 import math
-import shutil
-import tempfile
 import threading
 import time
 import urllib.error
@@ -42,7 +40,7 @@ from .app import Knob, VendorApp, nonneg_float, nonneg_int
 from .http import Request, Response, Router, json_response
 from .jobs import Job, JobStore, Outcome, Phase
 from .presign import UrlSigner, s3_error
-from .synth import FileCache
+from .synth import FileCache, TempFileCache
 from .webadmit_data import (
     CYCLE_PATTERN,
     DATA_VERSION,
@@ -171,8 +169,7 @@ class WebAdMitApp(VendorApp):
         self._identities: dict[int, dict[str, Any]] = {}
         self._templates: dict[int, ExportTemplate] = {}
         self._rate: dict[str, list[float]] = {}  # key -> [window start (monotonic), requests counted]
-        self._temp_dir: Path | None = None
-        self._cache: FileCache | None = None
+        self._files_cache = TempFileCache("edu-assets-webadmit-")
         # callbacks: a poller thread runs while some run with a callback has not finished
         self._pending: dict[int, ExportRun] = {}
         self._callback_lock = threading.Lock()
@@ -197,11 +194,7 @@ class WebAdMitApp(VendorApp):
 
     @property
     def cache(self) -> FileCache:
-        with self._lock:
-            if self._cache is None:
-                self._temp_dir = Path(tempfile.mkdtemp(prefix="edu-assets-webadmit-"))
-                self._cache = FileCache(self._temp_dir)
-            return self._cache
+        return self._files_cache.get()
 
     def handle(self, request: Request) -> Response:
         if request.path.startswith(FILES_PREFIX + "/") or request.path == FILES_PREFIX:
@@ -253,10 +246,7 @@ class WebAdMitApp(VendorApp):
         if poller is not None:
             poller.join(timeout=5)
         self.jobs.close()
-        with self._lock:
-            if self._temp_dir is not None:
-                shutil.rmtree(self._temp_dir, ignore_errors=True)
-            self._temp_dir, self._cache = None, None
+        self._files_cache.close()
 
     def describe(self) -> str:
         key = SANDBOX_API_KEY if SANDBOX_API_KEY in self.api_keys else min(self.api_keys, default="-")

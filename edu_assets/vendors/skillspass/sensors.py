@@ -12,22 +12,16 @@ from edu_assets.core.lake import parquet_file
 from edu_assets.vendors.skillspass.assets import ACTIVITIES, ACTIVITY_BY_DAY, DAILY, asset_key
 from edu_assets.vendors.skillspass.catalog import ExportSpec
 from edu_assets.vendors.skillspass.client import VENDOR
-from edu_assets.vendors.skillspass.resources import SkillsPassResource
 
 ACTIVITY_COLUMN = "learning_activity_id"
 
 
 def build_completion_sensor(specs: tuple[ExportSpec, ...]) -> dg.SensorDefinition:
-    def api(context: dg.SensorEvaluationContext):
-        skillspass: SkillsPassResource = context.resources.skillspass
-        return skillspass.client(context.log)
-
     return build_export_completion_sensor(
         name="skillspass_export_completion",
         vendor=VENDOR,
         asset_keys=[asset_key(s) for s in specs],
-        api_factory=api,
-        required_resource_keys={"skillspass"},
+        resource_key="skillspass",
     )
 
 

@@ -8,20 +8,14 @@ from edu_assets.core.export_sensor import build_export_completion_sensor
 from edu_assets.vendors.stellic.assets import asset_key
 from edu_assets.vendors.stellic.catalog import ExportSpec
 from edu_assets.vendors.stellic.partitions import PARTITIONINGS
-from edu_assets.vendors.stellic.resources import StellicResource
 
 
 def build_completion_sensor(specs: tuple[ExportSpec, ...]) -> dg.SensorDefinition:
-    def api(context: dg.SensorEvaluationContext):
-        stellic: StellicResource = context.resources.stellic
-        return stellic.client(context.log)
-
     return build_export_completion_sensor(
         name="stellic_export_completion",
         vendor="stellic",
         asset_keys=[asset_key(s) for s in specs],  # Stellic may run any export asynchronously
-        api_factory=api,
-        required_resource_keys={"stellic"},
+        resource_key="stellic",
     )
 
 

@@ -14,16 +14,11 @@ from edu_assets.vendors.webadmit.resources import WebAdmitResource
 
 
 def build_completion_sensor() -> dg.SensorDefinition:
-    def api(context: dg.SensorEvaluationContext):
-        webadmit: WebAdmitResource = context.resources.webadmit
-        return webadmit.client(context.log)
-
     return build_export_completion_sensor(
         name="webadmit_export_completion",
         vendor=VENDOR,
         asset_keys=[EXPORT_FILES_KEY],
-        api_factory=api,
-        required_resource_keys={"webadmit"},
+        resource_key="webadmit",
     )
 
 
