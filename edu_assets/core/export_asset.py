@@ -84,15 +84,15 @@ class ExportRequest:
     extra_metadata: dict[str, Any] = field(default_factory=dict)
     land: Lander = land_csv_file
     suffix: str = ".csv"  # of the staged raw download
-    # Extra results from the vendor's own account of the job (e.g. a WARN check for "Success With Errors").
-    check_results: Callable[[JobStatus | None, list[LandedTable]], list[dg.AssetCheckResult]] | None = None
 
 
 @dataclass
 class _Started:
+    """A request after its start: a vendor job to wait for (``handle``) or, synchronous, its file."""
+
     request: ExportRequest
     handle: ExportHandle | None = None
-    downloaded: Downloaded | None = None  # a synchronous export arrives at once
+    downloaded: Downloaded | None = None
     t0: float = field(default_factory=time.monotonic)
 
 
@@ -141,7 +141,7 @@ def materialize_exports(
     assert lifecycle is not None
     if len(started) > 1:
         log.info(f"{requests[0].vendor}: waiting for {len(started)} vendor jobs together")
-    for waited in lifecycle.wait_all([(s.handle, s.request.where) for s in started.values() if s.handle], inline_wait_seconds):
+    for waited in lifecycle.wait_all([(s.handle, s.request.where) for s in started.values()], inline_wait_seconds):
         s = started[waited.handle.job_id]
         if waited.error is not None:
             state = records.ABANDONED if isinstance(waited.error, ExportDeadlineExceeded) else records.FAILED
@@ -233,9 +233,8 @@ def _land(
     )
     if len(tables) > 1:
         metadata["dagster/row_count"] = sum(t.landed.rows for t in tables)
-    checks = request.check_results(status, tables) if request.check_results else []
     if single:
-        yield dg.MaterializeResult(metadata=metadata, check_results=checks or None)
+        yield dg.MaterializeResult(metadata=metadata)
         return
     for key in _covered(request):
         yield dg.AssetMaterialization(asset_key=context.asset_key, partition=key, metadata=metadata)

@@ -145,7 +145,6 @@ class ExportLifecycle:
         self.log = log
         self.settings = settings or ExportSettings.from_env()
         self._sleep = sleep
-        self.polls = 0
 
     def check_deadline(self, handle: ExportHandle, where: Where) -> None:
         age = handle.age()
@@ -181,7 +180,6 @@ class ExportLifecycle:
                 except ExportDeadlineExceeded as exc:
                     yield Waited(handle, where, error=exc, waited_seconds=waited)
                     continue
-                self.polls += 1
                 if status.state is JobState.READY:
                     self.log.info(f"{where}: vendor job {handle.job_id} is {status.vendor_status!r} ({waited:.1f}s)")
                     yield Waited(handle, where, status=status, waited_seconds=waited)

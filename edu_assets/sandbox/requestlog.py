@@ -54,7 +54,8 @@ class RequestLog:
         fault: str | None = None,
         bytes_sent: int = 0,
         started: float,
-    ) -> None:
+    ) -> dict[str, Any]:
+        """Append an entry and return it (``update`` fills in what is known only after sending)."""
         entry = {
             "time": started,
             "vendor": vendor,
@@ -68,6 +69,12 @@ class RequestLog:
         }
         with self._lock:
             self._entries.append(entry)
+        return entry
+
+    def update(self, entry: dict[str, Any], *, bytes_sent: int, started: float) -> None:
+        with self._lock:
+            entry["bytes"] = bytes_sent
+            entry["ms"] = round((time.time() - started) * 1000, 2)
 
     def entries(self) -> list[dict[str, Any]]:
         with self._lock:

@@ -15,7 +15,7 @@ import re
 import socket
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -288,6 +288,16 @@ class _Handler(BaseHTTPRequestHandler):
         app = sandbox.app_for_path(path)
         vendor = app.name if app else None
         status, sent, fault_kind = 0, 0, None
+        entry: dict[str, Any] | None = None
+
+        def record(final_status: int) -> None:
+            # Logged before the first byte of the response leaves: a client that has its answer (a test
+            # counting requests right after a call) always finds the request in the log.
+            nonlocal entry, status
+            status = final_status
+            entry = sandbox.log.record(vendor=vendor, method=request.method, path=path, query=query,
+                                       status=final_status, fault=fault_kind, started=started)
+
         try:
             response, fault = self._answer(sandbox, app, request)
             fault_kind = fault.kind if fault else None
@@ -299,20 +309,14 @@ class _Handler(BaseHTTPRequestHandler):
                 truncate = sandbox.faults.take(vendor, "truncate_body", path)
             fault_kind = "truncate_body" if truncate else fault_kind
             status = response.status
-            status, sent = self._send(response, request, truncate=truncate is not None)
+            status, sent = self._send(response, request, truncate=truncate is not None, before_headers=record)
         except (BrokenPipeError, ConnectionResetError, TimeoutError):
             self.close_connection = True
         finally:
-            sandbox.log.record(
-                vendor=vendor,
-                method=request.method,
-                path=path,
-                query=query,
-                status=status,
-                fault=fault_kind,
-                bytes_sent=sent,
-                started=started,
-            )
+            if entry is None:
+                record(status)
+            assert entry is not None
+            sandbox.log.update(entry, bytes_sent=sent, started=started)
 
     def _answer(
         self, sandbox: SandboxServer, app: VendorApp | None, request: Request
@@ -352,8 +356,15 @@ class _Handler(BaseHTTPRequestHandler):
 
     # -- writing ----------------------------------------------------------------------------
 
-    def _send(self, response: Response, request: Request, truncate: bool = False) -> tuple[int, int]:
-        """Write status, headers and body. Returns (status, body bytes written)."""
+    def _send(
+        self,
+        response: Response,
+        request: Request,
+        truncate: bool = False,
+        before_headers: Callable[[int], None] | None = None,
+    ) -> tuple[int, int]:
+        """Write status, headers and body. Returns (status, body bytes written).
+        ``before_headers(status)`` is called with the final status before anything is written."""
         status, headers, body = response.status, dict(response.headers), response.body
         start, length, data = 0, 0, b""
         if isinstance(body, Path):
@@ -374,6 +385,8 @@ class _Handler(BaseHTTPRequestHandler):
             data = body
             length = len(data)
 
+        if before_headers is not None:
+            before_headers(status)
         self.send_response(status)
         for name, value in headers.items():
             if name.lower() != "content-length":

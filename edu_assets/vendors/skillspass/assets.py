@@ -166,22 +166,37 @@ def _start(client: SkillsPassClient, body: dict, where: Where, key: str, partiti
     return start
 
 
+def _asset_args(spec: ExportSpec, partitions_def: dg.PartitionsDefinition, partitioning: str, per: str) -> dict:
+    """What every SkillsPass export asset declares; only its partitions differ."""
+    return {
+        "key": asset_key(spec),
+        "group_name": GROUP,
+        "partitions_def": partitions_def,
+        "description": f"{spec.description}\n\nexportType `{spec.export_type}`; one partition per {per}.",
+        "kinds": {"skillspass", "parquet"},
+        "pool": POOL,
+        "output_required": False,  # a deferred job ends the run without a materialization
+        "tags": {"edu/vendor": VENDOR, "edu/partitioning": partitioning},
+        "metadata": {"export_type": spec.export_type, "formats": ", ".join(spec.formats),
+                     "duckdb_view": f"{VENDOR}.{spec.name}", "keys": ", ".join(spec.keys)},
+    }
+
+
+def _materialize(
+    context: dg.AssetExecutionContext, client: SkillsPassClient, requests: list[ExportRequest],
+    config: SkillsPassExportConfig, lake: LakeResource,
+) -> Iterator[dg.MaterializeResult | dg.AssetMaterialization]:
+    try:
+        yield from materialize_exports(context, requests, lake=lake.lake(), catalog=lake.catalog(),
+                                       inline_wait_seconds=config.inline_wait_seconds)
+    finally:
+        client.http.close()
+
+
 def build_window_asset(spec: ExportSpec) -> dg.AssetsDefinition:
     key = asset_key(spec)
 
-    @dg.asset(
-        key=key,
-        group_name=GROUP,
-        partitions_def=DAILY,
-        backfill_policy=dg.BackfillPolicy.single_run(),
-        description=f"{spec.description}\n\nexportType `{spec.export_type}`; one partition per UTC day.",
-        kinds={"skillspass", "parquet"},
-        pool=POOL,
-        output_required=False,  # a deferred job ends the run without a materialization
-        tags={"edu/vendor": VENDOR, "edu/partitioning": "daily_window"},
-        metadata={"export_type": spec.export_type, "formats": ", ".join(spec.formats),
-                  "duckdb_view": f"{VENDOR}.{spec.name}", "keys": ", ".join(spec.keys)},
-    )
+    @dg.asset(backfill_policy=dg.BackfillPolicy.single_run(), **_asset_args(spec, DAILY, "daily_window", "UTC day"))
     def _export(
         context: dg.AssetExecutionContext, config: SkillsPassExportConfig, skillspass: SkillsPassResource,
         lake: LakeResource,
@@ -215,11 +230,7 @@ def build_window_asset(spec: ExportSpec) -> dg.AssetsDefinition:
             ))
         if len(windows) > 1 or windows[0][0] != windows[0][1]:
             context.log.info(f"[skillspass] {spec.name}: {len(context.partition_keys)} day(s) as {len(windows)} vendor job(s)")
-        try:
-            yield from materialize_exports(context, requests, lake=the_lake, catalog=lake.catalog(),
-                                           inline_wait_seconds=config.inline_wait_seconds)
-        finally:
-            client.http.close()
+        yield from _materialize(context, client, requests, config, lake)
 
     return _export
 
@@ -227,17 +238,7 @@ def build_window_asset(spec: ExportSpec) -> dg.AssetsDefinition:
 def build_interactions_asset(spec: ExportSpec) -> dg.AssetsDefinition:
     key = asset_key(spec)
 
-    @dg.asset(
-        key=key,
-        group_name=GROUP,
-        partitions_def=ACTIVITY_BY_DAY,
-        description=f"{spec.description}\n\nexportType `{spec.export_type}`; one partition per activity and UTC day.",
-        kinds={"skillspass", "parquet"},
-        pool=POOL,
-        output_required=False,
-        tags={"edu/vendor": VENDOR, "edu/partitioning": "activity_x_day"},
-        metadata={"export_type": spec.export_type, "formats": "JSONL", "duckdb_view": f"{VENDOR}.{spec.name}"},
-    )
+    @dg.asset(**_asset_args(spec, ACTIVITY_BY_DAY, "activity_x_day", "activity and UTC day"))
     def _export(
         context: dg.AssetExecutionContext, config: SkillsPassExportConfig, skillspass: SkillsPassResource,
         lake: LakeResource,
@@ -263,11 +264,7 @@ def build_interactions_asset(spec: ExportSpec) -> dg.AssetsDefinition:
             current=Current(spec.keys, "date") if spec.keys else None,
             extra_metadata={"learning_activity_id": int(activity), "startDate": start, "endDate": end},
         )
-        try:
-            yield from materialize_exports(context, [request], lake=lake.lake(), catalog=lake.catalog(),
-                                           inline_wait_seconds=config.inline_wait_seconds)
-        finally:
-            client.http.close()
+        yield from _materialize(context, client, [request], config, lake)
 
     return _export
 

@@ -73,12 +73,12 @@ class SkillsPassClient:
         self, body: dict[str, Any], where: Where, *, asset_key: str, partition_key: str | None,
         details: dict[str, Any] | None = None,
     ) -> ExportHandle:
-        response = self.http.request("POST", EXPORTS_PATH, where, json_body=body)
+        answer = self.http.request_json("POST", EXPORTS_PATH, where, json_body=body)
         try:
-            job_id = response.json()["job"]["id"]
-        except (ValueError, KeyError, TypeError):
+            job_id = answer["job"]["id"]
+        except (KeyError, TypeError):
             raise VendorHTTPError(
-                where, f"SkillsPass accepted the export but sent no job id: {response.text[:200]!r}",
+                where, f"SkillsPass accepted the export but sent no job id: {str(answer)[:200]!r}",
                 hint="this response shape is unknown; report it with the partition",
             ) from None
         self.http.log.info(f"{where}: SkillsPass job {describe_job_id(job_id) or job_id}")

@@ -23,6 +23,7 @@ import dagster as dg
 from edu_assets.core.errors import ConfigError, LandingError, Where
 from edu_assets.core.export_asset import ExportRequest, LandedTable, Landing, materialize_export
 from edu_assets.core.exports import ExportHandle
+from edu_assets.core.lake import Lake
 from edu_assets.core.metadata import landed_metadata
 from edu_assets.core.naming import snake_case
 from edu_assets.core.resources import LakeResource
@@ -62,7 +63,7 @@ def _land_template(template: Template):
     return land
 
 
-def _known_datasets(lake, template: Template) -> list[str]:
+def _known_datasets(lake: Lake, template: Template) -> list[str]:
     root = lake.root / VENDOR
     if not root.exists():
         return []
