@@ -198,3 +198,24 @@ def test_without_pacing_the_same_burst_is_refused(sandbox):
         codes = [http.get(f"{sandbox.base_url('webadmit')}/api/v1/user_identities",
                           headers={"x-api-key": "webadmit-sandbox-key"}).status_code for _ in range(35)]
     assert codes.count(429) == 5
+
+
+def test_live_api_key_is_used_and_never_shown(instance, sandbox, lake_env, monkeypatch):
+    key = "wa-LIVE-key-0123456789abcdef"
+    app = sandbox.app("webadmit")
+    app.set_knobs(ready_after=0.2)
+    app.api_keys.add(key)
+    monkeypatch.setenv("WEBADMIT_API_KEY", key)
+    monkeypatch.setenv("WEBADMIT_BASE_URL", sandbox.base_url("webadmit"))
+    from edu_assets.definitions import build_definitions
+
+    defs = build_definitions()
+    instance.add_dynamic_partitions(TEMPLATES.name, ["1001-5001"])
+    assert materialize(defs, instance, ASSET, "1001-5001").success
+    assert app.rate_state(key)["remaining"] < app.rate_state(key)["limit"]  # the live key was the one sent
+    app.api_keys.discard(key)
+    failed = materialize(defs, instance, ASSET, "1001-5001")  # key revoked: a clear 401
+    assert not failed.success and "credentials were rejected" in failure_message(failed)
+    text = "\n".join(str(e.message) + str(e.dagster_event) for run in instance.get_runs()
+                     for e in instance.all_logs(run.run_id))
+    assert key not in text
