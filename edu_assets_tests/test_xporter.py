@@ -202,6 +202,9 @@ def test_token_refreshed_ahead_of_expiry_and_after_401_mid_paging(defs, instance
     assert materialize(defs, instance, "xporter/students", A, config=config).success
     sts = [r for r in xp.server.requests if "GetToken" in r["path"]]
     assert len(sts) >= 2  # 20 pages take ~1.5 s: the 1 s token was replaced before it lapsed
+    (mat,) = materializations(instance, "xporter/students", A)
+    assert mat.metadata["pages"].value == 20
+    assert mat.metadata["fetch_seconds"].value >= 20 / 2 * 0.15  # 2 in flight, 150 ms a page: paging is timed
     assert not any(r["status"] == 401 for r in calls(xp.server, f"/School/{A}/Students"))
     assert len(lake_rows(lake_env, "students", f"estab={A}")) == 400
 

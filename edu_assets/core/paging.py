@@ -3,7 +3,7 @@
 Paged vendor APIs (Xporter serves pages of a result it has already computed) are latency-bound: one
 page at a time spends most of its wall time waiting. Fetching a few pages at once, bounded so the vendor
 is not flooded, cuts that wait; each page is handed to ``on_page`` in the caller's thread as soon as it
-arrives, so pages can be written to disk and dropped (memory is bounded by ``concurrency`` pages).
+arrives, so pages can be written to disk and dropped (memory is bounded by ``concurrency`` + 1 pages).
 """
 
 from __future__ import annotations
@@ -56,7 +56,7 @@ def fetch_pages(
                     for other in in_flight:
                         other.cancel()
                     raise
+                submit_next()  # refill the slot before handling the page, so the vendor is never left idle
                 on_page(number, result)
                 done_count += 1
-                submit_next()
     return done_count

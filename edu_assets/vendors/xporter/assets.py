@@ -229,7 +229,7 @@ class EndpointRun:
             return outcomes
 
     def _fetch_md(self, summary: FetchSummary, router: _Router) -> dict[str, Any]:
-        md: dict[str, Any] = {"pages": summary.pages}
+        md: dict[str, Any] = {"pages": summary.pages, "fetch_seconds": round(summary.seconds, 3)}
         if summary.reported_rows is not None:
             md["vendor_reported_rows"] = summary.reported_rows
         if router.unexpected:

@@ -7,6 +7,7 @@ school-data request pages explicitly: unpaged results are silently capped by the
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -48,6 +49,7 @@ class FetchSummary:
     deleted: dict[str, list[str]] = field(default_factory=dict)  # result set -> ids
     next_token: str | None = None
     meta: list[dict[str, Any]] = field(default_factory=list)
+    seconds: float = 0.0  # wall time of the paging, first request to last page handled
 
 
 def parse_page(body: Any, where: Where) -> Page:
@@ -177,12 +179,18 @@ class XporterClient:
                                       hint="re-run the partition; the change set restarts if it happens again")
             summary.next_token = summary.next_token or page.next_token
 
+        started = time.monotonic()
         first = get_page(1)
         consume(1, first)
         count = int(first.pagination.get("PageCount") or 1)
         summary.reported_rows = _int_or_none(first.pagination.get("RowCount"))
+        in_flight = concurrency or self.page_concurrency
         if count > 1:
-            fetch_pages(range(2, count + 1), get_page, consume, concurrency=concurrency or self.page_concurrency)
+            fetch_pages(range(2, count + 1), get_page, consume, concurrency=in_flight)
+        summary.seconds = time.monotonic() - started
+        if count > 1:
+            self.http.log.info(f"{where}: fetched {count} pages of up to {size:,} rows in {summary.seconds:.1f}s "
+                               f"({in_flight} in flight)")
         # RowCount counts the largest array of the call, deleted-id arrays of a change set included.
         largest = max([*summary.received.values(), *(len(ids) for ids in summary.deleted.values())], default=0)
         if summary.reported_rows is not None and largest != summary.reported_rows:
