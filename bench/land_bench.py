@@ -111,8 +111,11 @@ def main(argv: list[str] | None = None) -> int:
             mbps = size_mb / r["wall"]
             print(f"{name:<30} {r['wall']:>8.2f} {mbps:>8.1f} {r['rss_mb']:>12.0f} {mbps / base:>9.2f}")
         landing = best["landing (edu-assets)"]
+        # asset_s runs from the end of the (synchronous) download to the materialization
+        overhead = landing["wall"] - landing["download_s"] - landing["asset_s"]
         print(f"landing breakdown: download+sha256 {landing['download_s']:.2f}s, CSV->Parquet {landing['land_s']:.2f}s, "
-              f"asset body {landing['asset_s']:.2f}s, Dagster run overhead {landing['wall'] - landing['asset_s']:.2f}s")
+              f"catalog view+metadata {landing['asset_s'] - landing['land_s']:.2f}s, "
+              f"Dagster run start and checks {overhead:.2f}s")
         ratio = (size_mb / landing["wall"]) / base
         ok = ratio >= 0.7 and landing["rss_mb"] < 400
         print(f"\nlanding throughput = {ratio:.2f}x DuckDB's copy (target >= 0.70); "

@@ -133,32 +133,3 @@ def test_json_landing_keeps_values_that_do_not_fit_early_types(tmp_path, monkeyp
     got = duckdb.sql(f"SELECT note, points::VARCHAR FROM read_parquet('{landed.path}') WHERE id = 'z'").fetchall()
     assert landed.rows == 30_001 and got == [("late", "n/a")]
 
-
-def test_download_sink_writes_and_hashes_in_order(tmp_path):
-    """The background writer must keep chunk order (the hash proves it) and wait for the disk on exit."""
-    import hashlib
-
-    from edu_assets.core.filesink import HashingFileSink
-
-    chunks = [bytes([i]) * (1000 + i) for i in range(200)]
-    hasher = hashlib.sha256()
-    with HashingFileSink(tmp_path / "f", "wb", hasher) as out:
-        for c in chunks[:100]:
-            out.write(c)
-    with HashingFileSink(tmp_path / "f", "ab", hasher) as out:  # a resumed download appends
-        for c in chunks[100:]:
-            out.write(c)
-    whole = b"".join(chunks)
-    assert (tmp_path / "f").read_bytes() == whole
-    assert hasher.hexdigest() == hashlib.sha256(whole).hexdigest()
-
-
-@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full to simulate a full disk")
-def test_download_sink_reports_a_full_disk():
-    import hashlib
-
-    from edu_assets.core.filesink import HashingFileSink
-
-    with pytest.raises(OSError, match="No space left"), HashingFileSink(Path("/dev/full"), "wb", hashlib.sha256()) as out:
-        for _ in range(50):
-            out.write(b"x" * 65536)

@@ -79,8 +79,8 @@ def test_daemon_finishes_a_deferred_export_and_discovers_schools(daemon_home, sa
         try:
             (run,) = _wait_for(lambda: [r for r in _sensor_runs(instance, "stellic_export_completion") if r.is_finished],
                                150, daemon_home)
-            snapshots = _wait_for(lambda: len(_runs(instance, "xporter_snapshots")) >= len(AUTHORISED)
-                                  and _runs(instance, "xporter_snapshots"), 60, daemon_home)
+            snapshots = _wait_for(lambda: _submitted(_runs(instance, "xporter_snapshots"), len(AUTHORISED)),
+                                  60, daemon_home)
         finally:
             os.killpg(daemon.pid, signal.SIGTERM)
             try:
@@ -113,6 +113,13 @@ def _failure(instance: dg.DagsterInstance, run_id: str) -> str:
 
 def _sensor_runs(instance: dg.DagsterInstance, sensor: str) -> list[dg.DagsterRun]:
     return list(instance.get_runs(dg.RunsFilter(tags={"dagster/sensor_name": sensor})))
+
+
+def _submitted(runs: list[dg.DagsterRun], expected: int) -> list[dg.DagsterRun]:
+    """The runs once all ``expected`` of them exist and have left NOT_STARTED (the sensor daemon creates a
+    run, then submits it to the queue)."""
+    done = len(runs) >= expected and all(r.status != dg.DagsterRunStatus.NOT_STARTED for r in runs)
+    return runs if done else []
 
 
 def _runs(instance: dg.DagsterInstance, job: str) -> list[dg.DagsterRun]:

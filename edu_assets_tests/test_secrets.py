@@ -54,6 +54,10 @@ def test_token_and_signed_urls_never_leak(sandbox, lake_env, instance, monkeypat
     assert "Retry-After" in visible or "retry" in visible  # the noisy paths really ran
     assert SECRET not in visible
     assert not SIGNATURE.search(visible)
+    # the per-request trace goes to the Python logger (covered by the checks above), not to the run's event log
+    wire = [r.getMessage() for r in caplog.records if r.name == "edu_assets.http"]
+    assert any("get_export_url" in w and " -> 200 in " in w for w in wire)
+    assert " -> 200 in " not in _everything_visible(instance)
     # and the resource config shown in the UI holds the env var's name, not its value
     assert SECRET not in repr(defs.resources["stellic"])
 
