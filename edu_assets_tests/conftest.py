@@ -6,7 +6,6 @@ are evaluated with ``build_sensor_context`` against an on-disk instance.
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,6 +15,7 @@ import pytest
 from edu_assets.core.ratebudget import HeaderBudget
 from edu_assets.sandbox import SandboxServer, start_sandbox
 from edu_assets.vendors.xporter.resources import reset_caches as reset_xporter_caches
+from edu_assets_tests.helpers import clean_sandbox
 
 
 @pytest.fixture(scope="session")
@@ -30,8 +30,6 @@ def sandbox_server() -> Iterator[SandboxServer]:
 @pytest.fixture
 def sandbox(sandbox_server: SandboxServer, monkeypatch: pytest.MonkeyPatch) -> Iterator[SandboxServer]:
     """The session's sandbox, reset (faults, knobs, request log, jobs) for each test."""
-    sandbox_server.reset()
-    defaults = {name: copy.deepcopy(app.knobs()) for name, app in sandbox_server.apps.items()}
     monkeypatch.setenv("EDU_SANDBOX_URL", sandbox_server.url)
     for var in ("STELLIC_TOKEN", "STELLIC_BASE_URL", "STELLIC_INSTITUTION", "STELLIC_EXPORT_PARAMS",
                 "XPORTER_SCHOOL_SECRETS", "XPORTER_SECRETS_FILE", "XPORTER_MANAGEMENT_SECRET", "XPORTER_RELYING_PARTY",
@@ -43,10 +41,8 @@ def sandbox(sandbox_server: SandboxServer, monkeypatch: pytest.MonkeyPatch) -> I
         monkeypatch.delenv(var, raising=False)
     reset_xporter_caches()
     HeaderBudget.forget_all()
-    yield sandbox_server
-    sandbox_server.faults.clear()
-    for name, knobs in defaults.items():  # every vendor's knobs (stellic, xporter, ...)
-        sandbox_server.app(name).set_knobs(**knobs)
+    with clean_sandbox(sandbox_server):
+        yield sandbox_server
 
 
 @pytest.fixture

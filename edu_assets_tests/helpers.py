@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import copy
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +12,7 @@ import dagster as dg
 import duckdb
 
 from edu_assets.definitions import selection_for
+from edu_assets.sandbox import SandboxServer
 
 
 def key(name: str) -> dg.AssetKey:
@@ -77,3 +80,17 @@ def query(catalog: Path, sql: str) -> list[tuple]:
 
 def requests_to(server: Any, fragment: str) -> list[dict[str, Any]]:
     return [r for r in server.requests if fragment in r["path"]]
+
+
+@contextmanager
+def clean_sandbox(server: SandboxServer) -> Iterator[SandboxServer]:
+    """A test's view of a shared sandbox: it starts with no faults, requests or jobs, and every app's
+    knobs are put back as they were when it ends."""
+    knobs = {name: copy.deepcopy(app.knobs()) for name, app in server.apps.items()}
+    server.reset()
+    try:
+        yield server
+    finally:
+        for name, values in knobs.items():
+            server.app(name).set_knobs(**values)
+        server.reset()

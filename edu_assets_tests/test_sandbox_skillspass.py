@@ -24,6 +24,7 @@ from edu_assets.sandbox.skillspass import (
     SkillsPassApp,
     decode_job_id,
 )
+from edu_assets_tests.helpers import clean_sandbox
 
 READY_AFTER = 0.3
 SECRET = "sp-SECRET-9f8e7d"
@@ -80,12 +81,10 @@ def sandbox():
 @pytest.fixture(autouse=True)
 def _clean(sandbox):
     app = sandbox.app("skillspass")
-    knobs, credentials = app.knobs(), set(app.credentials)
-    sandbox.reset()
-    yield
-    app.set_knobs(**knobs)
+    credentials = set(app.credentials)
+    with clean_sandbox(sandbox):
+        yield
     app.credentials = credentials
-    sandbox.reset()
 
 
 @pytest.fixture

@@ -14,6 +14,7 @@ import pytest
 
 from edu_assets.sandbox import SandboxServer, start_sandbox
 from edu_assets.sandbox.stellic import EXPORTS, KEYS, READONLY_TOKEN, SANDBOX_TOKEN, StellicApp
+from edu_assets_tests.helpers import clean_sandbox
 
 SECRET = "stellic-SECRET-abc123"
 AUTH = {"Authorization": f"Bearer {SECRET}"}
@@ -44,12 +45,8 @@ def sandbox():
 
 @pytest.fixture(autouse=True)
 def _clean(sandbox):
-    app = sandbox.app("stellic")
-    knobs = app.knobs()
-    sandbox.reset()
-    yield
-    app.set_knobs(**knobs)
-    sandbox.reset()
+    with clean_sandbox(sandbox):
+        yield
 
 
 @pytest.fixture

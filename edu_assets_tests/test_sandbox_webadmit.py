@@ -24,6 +24,7 @@ from edu_assets.sandbox.webadmit import (
     SUCCESS_WITH_ERRORS_MESSAGE,
     WebAdMitApp,
 )
+from edu_assets_tests.helpers import clean_sandbox
 
 SECRET = "webadmit-SECRET-0123456789abcdef"
 KEY = {"x-api-key": SECRET}
@@ -44,13 +45,9 @@ def sandbox() -> Iterator[SandboxServer]:
 
 
 @pytest.fixture(autouse=True)
-def _clean(sandbox: SandboxServer) -> Iterator[None]:
-    app = sandbox.app("webadmit")
-    knobs = app.knobs()
-    sandbox.reset()
-    yield
-    app.set_knobs(**knobs)
-    sandbox.reset()
+def _clean(sandbox):
+    with clean_sandbox(sandbox):
+        yield
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ from pathlib import Path
 import dagster as dg
 import pyarrow.parquet as pq
 
-from edu_assets.core.lake import DATA_FILE, duplicate_key_counts, original_columns
+from edu_assets.core.lake import DATA_FILE, original_columns
 from edu_assets.core.naming import snake_case
 from edu_assets.core.resources import LakeResource
 
@@ -64,7 +64,7 @@ def build_dataset_checks(
             path = partition_path(_partition_key(context), lake)
             if not path.exists():
                 return _missing(path)
-            groups, rows = duplicate_key_counts(path, cols)
+            groups, rows = lake.lake().duplicate_key_counts(path, cols)
             return dg.AssetCheckResult(
                 passed=groups == 0, metadata={"duplicate_keys": groups, "rows_with_duplicate_keys": rows, "key": ", ".join(cols)}
             )

@@ -57,17 +57,6 @@ def parquet_file(path: Path) -> str:
     return f"read_parquet({sql_str(str(path))}, hive_partitioning=false)"
 
 
-def duplicate_key_counts(path: Path, columns: Sequence[str]) -> tuple[int, int]:
-    """(key values that repeat, rows carrying a repeated key) in one landed partition."""
-    by = ", ".join(quote_ident(c) for c in columns)
-    with duckdb.connect() as con:
-        row = con.execute(
-            f"SELECT count(*), coalesce(sum(n), 0) FROM (SELECT count(*) AS n FROM {parquet_file(path)} "
-            f"GROUP BY {by} HAVING count(*) > 1)"
-        ).fetchone()
-    return (int(row[0]), int(row[1])) if row else (0, 0)
-
-
 def _connect(spill_dir: Path | None = None, memory_limit: str | None = None) -> duckdb.DuckDBPyConnection:
     """A DuckDB connection with a memory cap; past the cap it spills to ``spill_dir`` instead of failing.
 
@@ -305,6 +294,16 @@ class Lake:
 
     def partitions(self, vendor: str, asset: str) -> list[Path]:
         return sorted(self.dataset_dir(vendor, asset).rglob(DATA_FILE))
+
+    def duplicate_key_counts(self, path: Path, columns: Sequence[str]) -> tuple[int, int]:
+        """(key values that repeat, rows carrying a repeated key) in one landed partition."""
+        by = ", ".join(quote_ident(c) for c in columns)
+        with _connect(self.spill_dir) as con:  # memory-capped, spilling to the lake's work dir like a landing
+            row = con.execute(
+                f"SELECT count(*), coalesce(sum(n), 0) FROM (SELECT count(*) AS n FROM {parquet_file(path)} "
+                f"GROUP BY {by} HAVING count(*) > 1)"
+            ).fetchone()
+        return (int(row[0]), int(row[1])) if row else (0, 0)
 
 
 def read_state(path: Path) -> dict[str, Any]:
