@@ -15,19 +15,31 @@ from edu_assets.core.paging import fetch_pages
 from edu_assets.core.staging import JsonStage
 
 
-def test_download_sink_writes_and_hashes_in_order(tmp_path):
-    """The background writer must keep chunk order (the hash proves it) and wait for the disk on exit."""
+@pytest.mark.parametrize("batch_bytes", [1, 5000, 1 << 20])
+def test_download_sink_writes_and_hashes_in_order(tmp_path, batch_bytes):
+    """The background writer must keep chunk order across batches (the hash proves it) and flush a part
+    batch and wait for the disk on exit."""
     chunks = [bytes([i]) * (1000 + i) for i in range(200)]
     hasher = hashlib.sha256()
-    with HashingFileSink(tmp_path / "f", "wb", hasher) as out:
+    with HashingFileSink(tmp_path / "f", "wb", hasher, batch_bytes) as out:
         for c in chunks[:100]:
             out.write(c)
-    with HashingFileSink(tmp_path / "f", "ab", hasher) as out:  # a resumed download appends
+    with HashingFileSink(tmp_path / "f", "ab", hasher, batch_bytes) as out:  # a resumed download appends
         for c in chunks[100:]:
             out.write(c)
     whole = b"".join(chunks)
     assert (tmp_path / "f").read_bytes() == whole
     assert hasher.hexdigest() == hashlib.sha256(whole).hexdigest()
+
+
+def test_downloads_read_the_socket_a_megabyte_at_a_time():
+    """httpcore's 64 KiB reads doubled the CPU of a large download (see core/http.py); fails if an httpcore
+    upgrade renames the knob, so the speed-up cannot be lost silently."""
+    import httpcore
+
+    import edu_assets.core.http  # noqa: F401 - sets the read size on import
+
+    assert httpcore.HTTP11Connection.READ_NUM_BYTES >= 1 << 20
 
 
 @pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full to simulate a full disk")

@@ -80,6 +80,10 @@ def test_partition_values_with_spaces_and_slashes_round_trip(settings, tmp_path)
 
 
 def test_locked_catalog_does_not_lose_the_landing(settings, tmp_path):
+    """A user's ``duckdb`` shell holding the catalog never costs a landing: a dataset whose view exists needs
+    no catalog write at all (no wait, no warning), and a new dataset's view is skipped with a warning."""
+    import time
+
     lake, catalog = Lake(settings), Catalog(settings)
     lake.land_csv(_csv(tmp_path / "a.csv", "x\n1\n"), W, "testvendor", "things", {"p": "1"})
     assert catalog.ensure_view("testvendor", "things")
@@ -92,27 +96,53 @@ def test_locked_catalog_does_not_lose_the_landing(settings, tmp_path):
         """)],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
     )
+
+    class Log:
+        def __init__(self):
+            self.warnings: list[str] = []
+
+        def warning(self, msg):
+            self.warnings.append(msg)
+
     try:
         assert holder.stdout.readline().strip() == "locked"
         landed = lake.land_csv(_csv(tmp_path / "b.csv", "x\n2\n"), W, "testvendor", "things", {"p": "2"})
         assert landed.rows == 1
+        log, t0 = Log(), time.monotonic()
+        assert Catalog(settings).ensure_view("testvendor", "things", log=log) is True  # its view is there already
+        assert log.warnings == [] and time.monotonic() - t0 < 1.0  # the locked file was not even tried
 
-        class Log:
-            warnings: list[str] = []
-
-            def warning(self, msg):
-                self.warnings.append(msg)
-
+        lake.land_csv(_csv(tmp_path / "c.csv", "y\n5\n"), W, "testvendor", "others", {"p": "1"})
         log = Log()
         catalog_fast = Catalog(settings)
         catalog_fast._open = lambda retries=2, read_only=False, _o=catalog_fast._open: _o(retries=2, read_only=read_only)
-        assert catalog_fast.ensure_view("testvendor", "things", log=log) is False
+        assert catalog_fast.ensure_view("testvendor", "others", log=log) is False
         assert "locked by another process" in log.warnings[0]
     finally:
         holder.communicate("")
     # the existing view reads the glob, so the new partition is visible without a catalog write
     assert query(settings.catalog_path, "SELECT sum(x) FROM testvendor.things") == [(3,)]
     assert len(list((settings.root / "testvendor" / "things").rglob(DATA_FILE))) == 2
+    # the skipped view is written by the next landing once the catalog is free
+    assert Catalog(settings).ensure_view("testvendor", "others")
+    assert query(settings.catalog_path, "SELECT y FROM testvendor.others") == [(5,)]
+
+
+def test_catalog_changed_behind_the_ledger_gets_its_views_again(settings, tmp_path):
+    """The shortcut that skips writing existing views must notice a catalog deleted, or a view dropped, by hand."""
+    import duckdb
+
+    lake = Lake(settings)
+    lake.land_csv(_csv(tmp_path / "a.csv", "x\n1\n"), W, "testvendor", "things", {"p": "1"})
+    assert Catalog(settings).ensure_view("testvendor", "things", latest_by="p")
+    with duckdb.connect(str(settings.catalog_path)) as con:
+        con.execute("DROP VIEW testvendor.things_latest")
+    assert Catalog(settings).ensure_view("testvendor", "things", latest_by="p")
+    assert query(settings.catalog_path, "SELECT x FROM testvendor.things_latest") == [(1,)]
+
+    settings.catalog_path.unlink()
+    assert Catalog(settings).ensure_view("testvendor", "things", latest_by="p")
+    assert query(settings.catalog_path, "SELECT x FROM testvendor.things") == [(1,)]
 
 
 def test_json_landing_keeps_values_that_do_not_fit_early_types(tmp_path, monkeypatch):

@@ -208,14 +208,27 @@ def test_token_refreshed_ahead_of_expiry_and_after_401_mid_paging(defs, instance
     assert not any(r["status"] == 401 for r in calls(xp.server, f"/School/{A}/Students"))
     assert len(lake_rows(lake_env, "students", f"estab={A}")) == 400
 
-    # the vendor revokes the token mid-paging: one 401, one refresh, and the run carries on
+    # the vendor revokes the token mid-paging: one 401, one refresh, and the run carries on. The revocation
+    # follows the run's third page request (not a clock), so a slow run start cannot make it come too early.
     xp.set_knobs(token_ttl=3600)
-    timer = threading.Timer(0.6, xp.expire_tokens, args=(A,))
-    timer.start()
-    assert materialize(defs, instance, "xporter/students", A, config={**config, "full_refresh": True}).success
-    timer.join()
-    statuses = [r["status"] for r in calls(xp.server, f"/School/{A}/Students")]
-    assert 401 in statuses and statuses[-1] == 200
+    served_before = len(calls(xp.server, f"/School/{A}/Students"))
+    stop = threading.Event()
+
+    def revoke_mid_paging() -> None:
+        while not stop.wait(0.005):
+            if len(calls(xp.server, f"/School/{A}/Students")) >= served_before + 3:
+                xp.expire_tokens(A)
+                return
+
+    watcher = threading.Thread(target=revoke_mid_paging)
+    watcher.start()
+    try:
+        assert materialize(defs, instance, "xporter/students", A, config={**config, "full_refresh": True}).success
+    finally:
+        stop.set()
+        watcher.join()
+    statuses = [r["status"] for r in calls(xp.server, f"/School/{A}/Students")][served_before:]
+    assert statuses[:3] == [200, 200, 200] and 401 in statuses and statuses[-1] == 200
     assert len(lake_rows(lake_env, "students", f"estab={A}")) == 400
 
 
