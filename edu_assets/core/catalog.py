@@ -68,8 +68,8 @@ class _ViewLedger:
             return None
         return [st.st_ino, st.st_size, st.st_mtime_ns]
 
-    def _read(self) -> dict[str, str]:
-        """The recorded views, or nothing if the catalog changed since they were recorded."""
+    def known(self) -> dict[str, str]:
+        """The recorded views (name -> SQL), or nothing if the catalog changed since they were recorded."""
         try:
             saved = json.loads(self.path.read_text())
         except (FileNotFoundError, ValueError):
@@ -78,14 +78,11 @@ class _ViewLedger:
         return dict(saved.get("views", {})) if ok else {}
 
     def holds(self, views: dict[str, str]) -> bool:
-        known = self._read()
+        known = self.known()
         return bool(views) and all(known.get(name) == sql for name, sql in views.items())
 
-    def snapshot(self) -> dict[str, str]:
-        """Call before writing: what the file held, if nobody else has written it since."""
-        return self._read()
-
     def record(self, before: dict[str, str], written: dict[str, str]) -> None:
+        """After a write: ``before`` (what ``known`` said before opening the file) plus what was written."""
         identity = self._identity()
         if identity is None:
             return
@@ -140,7 +137,7 @@ class Catalog:
             name: sql for a, d in datasets for name, sql in _view_statements(vendor, a, d, latest_by).items()}
         if wanted and self._ledger.holds(wanted):
             return True
-        before = self._ledger.snapshot()
+        before = self._ledger.known()
         try:
             con = self._open()
         except duckdb.IOException:
