@@ -239,21 +239,20 @@ class Lake:
         target = self.partition_dir(vendor, asset, partition) / DATA_FILE
 
         def write(con: duckdb.DuckDBPyConnection, tmp: Path) -> list[str]:
-            select, new_names = _staged_select(con, staged, into="staged_rows")  # a change set is small: read it once
+            # a change set is small: its records are read once, into a temp table that both uses below read
+            select, new_names = _staged_select(con, staged, into="changed_rows")
             has_changes = bool(new_names)
-            if has_changes:  # read twice below
-                con.execute(f"CREATE TEMP TABLE changed AS {select}")
             con.execute("CREATE TEMP TABLE gone (k VARCHAR)")
             if deleted_ids:
                 con.execute("INSERT INTO gone SELECT unnest(?::VARCHAR[])", [[str(i) for i in deleted_ids]])
             k = quote_ident(snake_case(key))
             if has_changes:
-                con.execute(f"INSERT INTO gone SELECT CAST({k} AS VARCHAR) FROM changed")
+                con.execute(f"INSERT INTO gone SELECT CAST({k} AS VARCHAR) FROM ({select})")
             parts = []
             if target.exists():
                 parts.append(f"SELECT * FROM {parquet_file(target)} WHERE CAST({k} AS VARCHAR) NOT IN (SELECT k FROM gone WHERE k IS NOT NULL)")
             if has_changes:
-                parts.append("SELECT * FROM changed")
+                parts.append(select)
             if not parts:
                 return _copy_json(con, staged, tmp, expected_columns, state)  # nothing landed, nothing changed
             originals = {**(original_columns(target) if target.exists() else {}), **new_names}
