@@ -1,4 +1,4 @@
-"""The shared I/O pieces under the HTTP layer: the download writer, bounded paging, JSON staging."""
+"""The shared I/O pieces of the HTTP layer: downloads to disk and their fingerprint, bounded paging, JSON staging."""
 
 from __future__ import annotations
 
@@ -10,26 +10,41 @@ from pathlib import Path
 
 import pytest
 
-from edu_assets.core.filesink import HashingFileSink
+from edu_assets.core.errors import Where
+from edu_assets.core.http import RetryPolicy, VendorHTTP
 from edu_assets.core.paging import fetch_pages
 from edu_assets.core.staging import JsonStage
+from edu_assets.vendors.stellic.resources import SANDBOX_TOKEN
+from edu_assets_tests.helpers import requests_to
 
 
-@pytest.mark.parametrize("batch_bytes", [1, 5000, 1 << 20])
-def test_download_sink_writes_and_hashes_in_order(tmp_path, batch_bytes):
-    """The background writer must keep chunk order across batches (the hash proves it) and flush a part
-    batch and wait for the disk on exit."""
-    chunks = [bytes([i]) * (1000 + i) for i in range(200)]
-    hasher = hashlib.sha256()
-    with HashingFileSink(tmp_path / "f", "wb", hasher, batch_bytes) as out:
-        for c in chunks[:100]:
-            out.write(c)
-    with HashingFileSink(tmp_path / "f", "ab", hasher, batch_bytes) as out:  # a resumed download appends
-        for c in chunks[100:]:
-            out.write(c)
-    whole = b"".join(chunks)
-    assert (tmp_path / "f").read_bytes() == whole
-    assert hasher.hexdigest() == hashlib.sha256(whole).hexdigest()
+def test_download_fingerprints_the_resumed_file_even_once_it_is_deleted(sandbox, tmp_path):
+    """The sha256 is of the bytes on disk after a cut-short body was resumed, and is computed from a handle
+    opened before download() returns: a landing deletes the raw file while the hash may still be running."""
+    sandbox.app("stellic").set_knobs(rows_by_type={"audit_data": 30_000})
+    http = VendorHTTP("stellic", sandbox.base_url("stellic"), auth_headers={"Authorization": f"Bearer {SANDBOX_TOKEN}"},
+                      retry=RetryPolicy(max_attempts=4, backoff_base=0.01, backoff_cap=0.05))
+    where = Where("stellic", "audit_data")
+    params = {"output_format": "csv"}
+    clean = http.download("/exports/export_data/audit_data", tmp_path / "clean.csv", where, params=params)
+    whole = (tmp_path / "clean.csv").read_bytes()
+    assert clean.sha256 == hashlib.sha256(whole).hexdigest() and clean.bytes == len(whole) > 1_000_000
+
+    sandbox.faults.add("truncate_body", vendor="stellic", match="/exports/export_data/audit_data", times=1)
+    cut = http.download("/exports/export_data/audit_data", tmp_path / "cut.csv", where, params=params)
+    (tmp_path / "cut.csv").unlink()  # before anything asked for the hash
+    assert cut.attempts == 2 and cut.bytes == len(whole)
+    assert cut.sha256 == clean.sha256
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full to simulate a full disk")
+def test_download_to_a_full_disk_fails_at_once(sandbox):
+    """A full disk is not a network fault: it is raised to the caller, not retried."""
+    http = VendorHTTP("stellic", sandbox.base_url("stellic"), auth_headers={"Authorization": f"Bearer {SANDBOX_TOKEN}"})
+    with pytest.raises(OSError, match="No space left"):
+        http.download("/exports/export_data/audit_data", Path("/dev/full"), Where("stellic", "audit_data"),
+                      params={"output_format": "csv"})
+    assert len(requests_to(sandbox, "/exports/export_data/audit_data")) == 1
 
 
 def test_downloads_read_the_socket_a_megabyte_at_a_time():
@@ -40,13 +55,6 @@ def test_downloads_read_the_socket_a_megabyte_at_a_time():
     import edu_assets.core.http  # noqa: F401 - sets the read size on import
 
     assert httpcore.HTTP11Connection.READ_NUM_BYTES >= 1 << 20
-
-
-@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full to simulate a full disk")
-def test_download_sink_reports_a_full_disk():
-    with pytest.raises(OSError, match="No space left"), HashingFileSink(Path("/dev/full"), "wb", hashlib.sha256()) as out:
-        for _ in range(50):
-            out.write(b"x" * 65536)
 
 
 def test_paging_refills_a_slot_before_handling_a_page():
