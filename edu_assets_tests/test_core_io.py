@@ -18,12 +18,15 @@ from edu_assets.vendors.stellic.resources import SANDBOX_TOKEN
 from edu_assets_tests.helpers import requests_to
 
 
+def _stellic_http(sandbox, **kwargs) -> VendorHTTP:
+    return VendorHTTP("stellic", sandbox.base_url("stellic"), auth_headers={"Authorization": f"Bearer {SANDBOX_TOKEN}"}, **kwargs)
+
+
 def test_download_fingerprints_the_resumed_file_even_once_it_is_deleted(sandbox, tmp_path):
     """The sha256 is of the bytes on disk after a cut-short body was resumed, and is computed from a handle
     opened before download() returns: a landing deletes the raw file while the hash may still be running."""
     sandbox.app("stellic").set_knobs(rows_by_type={"audit_data": 30_000})
-    http = VendorHTTP("stellic", sandbox.base_url("stellic"), auth_headers={"Authorization": f"Bearer {SANDBOX_TOKEN}"},
-                      retry=RetryPolicy(max_attempts=4, backoff_base=0.01, backoff_cap=0.05))
+    http = _stellic_http(sandbox, retry=RetryPolicy(max_attempts=4, backoff_base=0.01, backoff_cap=0.05))
     where = Where("stellic", "audit_data")
     params = {"output_format": "csv"}
     clean = http.download("/exports/export_data/audit_data", tmp_path / "clean.csv", where, params=params)
@@ -40,7 +43,7 @@ def test_download_fingerprints_the_resumed_file_even_once_it_is_deleted(sandbox,
 @pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full to simulate a full disk")
 def test_download_to_a_full_disk_fails_at_once(sandbox):
     """A full disk is not a network fault: it is raised to the caller, not retried."""
-    http = VendorHTTP("stellic", sandbox.base_url("stellic"), auth_headers={"Authorization": f"Bearer {SANDBOX_TOKEN}"})
+    http = _stellic_http(sandbox)
     with pytest.raises(OSError, match="No space left"):
         http.download("/exports/export_data/audit_data", Path("/dev/full"), Where("stellic", "audit_data"),
                       params={"output_format": "csv"})
