@@ -14,10 +14,9 @@ the median of the pairs' ratios.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -25,6 +24,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from bench.sandbox_process import sandbox_process  # noqa: E402 - after the path is set
 
 ENDPOINT = "student_enrolment_history"  # a 9-column snapshot endpoint
 ESTAB = "3281101"
@@ -48,13 +49,9 @@ def main(argv: list[str] | None = None) -> int:
     from edu_assets.vendors.xporter.partitions import ESTAB_PARTITIONS
     from edu_assets_tests.helpers import materialize
 
-    # The emulator runs in its own process, as a vendor would: in this process it would compete with the
-    # client for the GIL and the measurement would be of the emulator's JSON encoding.
-    port = _free_port()
-    server = subprocess.Popen([sys.executable, "-m", "edu_assets.sandbox", "--port", str(port)], cwd=ROOT,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    _wait_for(url)
+    # The emulator runs in its own process, as a vendor would (see bench/sandbox_process.py).
+    sandbox = contextlib.ExitStack()
+    url = sandbox.enter_context(sandbox_process())
     httpx.post(f"{url}/_sandbox/knobs/xporter", json={"rows_by_endpoint": {ENDPOINT: args.rows},
                                                         "page_latency": args.latency}).raise_for_status()
     os.environ["EDU_SANDBOX_URL"] = url
@@ -116,8 +113,7 @@ def main(argv: list[str] | None = None) -> int:
                   "staging, Parquet landing, DuckDB view; run = the whole in-process run, with its two asset checks "
                   "and Dagster's fixed overhead)")
     finally:
-        server.terminate()
-        server.wait(10)
+        sandbox.close()
     return 0
 
 
@@ -129,25 +125,6 @@ def _row(name: str, runs: list[tuple[float, float, float]]) -> None:
 
 def _pair_ratios(a: tuple[float, float, float], b: tuple[float, float, float]) -> tuple[float, ...]:
     return tuple(x / y if y else 0.0 for x, y in zip(a, b, strict=True))
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _wait_for(url: str, timeout: float = 30.0) -> None:
-    import httpx
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            httpx.get(f"{url}/_sandbox/", timeout=1).raise_for_status()
-            return
-        except httpx.HTTPError:
-            time.sleep(0.2)
-    raise SystemExit(f"the sandbox did not start at {url}")
 
 
 if __name__ == "__main__":

@@ -1,4 +1,8 @@
-"""``edu-assets`` / ``python -m edu_assets``: the main job, the sandbox, the UI, and lake utilities."""
+"""./edu (edu-assets, python -m edu_assets): the main job, the sandbox, the UI, and lake utilities.
+
+`sandbox` and `dev` take options of their own: `sandbox` the sandbox's (`./edu sandbox --help`); `dev`
+has a few of edu's and passes every other one to `dagster dev` (`./edu dev --help` lists both).
+"""
 
 from __future__ import annotations
 
@@ -8,8 +12,18 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from urllib.parse import urlsplit
 
-from edu_assets.core.settings import LakeSettings, sandbox_url, vendor_modes
+from edu_assets.core.errors import ConfigError
+from edu_assets.core.settings import SANDBOX_PORT_DEFAULT, LakeSettings, VendorMode, sandbox_url, vendor_modes
+
+PROG = "edu"
+WORKSPACE = Path(__file__).resolve().parents[1] / "workspace.yaml"  # the repository's, next to this package
+# dagster dev's options that choose what to load: with none of them, edu adds `-w workspace.yaml`
+WORKSPACE_TARGET_OPTIONS = frozenset({
+    "-w", "--workspace", "-f", "--python-file", "-m", "--module-name", "--package-name",
+    "--autoload-defs-module-name", "--grpc-port", "--grpc-socket", "--empty-workspace",
+})
 
 
 def _ensure_dagster_home() -> Path:
@@ -29,7 +43,8 @@ def _ensure_dagster_home() -> Path:
 
 
 def _start_sandbox_if_needed(port: int | None):
-    """Start the embedded emulators when any vendor is sandboxed; point the settings at them."""
+    """Start the embedded emulators when any vendor has no credentials, and select them for those vendors
+    (``EDU_SANDBOX_URL``, inherited by every process started from here)."""
     if all(m.live for m in vendor_modes()):
         return None
     from edu_assets.sandbox import start_sandbox
@@ -37,6 +52,11 @@ def _start_sandbox_if_needed(port: int | None):
     server = start_sandbox(port=port if port is not None else 0)
     os.environ["EDU_SANDBOX_URL"] = server.url
     return server
+
+
+def _mode_line(m: VendorMode) -> str:
+    where = f" {m.base_url}" if m.base_url else ""
+    return f"{m.vendor}: {m.state} ({m.why}){where}"
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -48,7 +68,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     server = _start_sandbox_if_needed(None)
     try:
         for m in vendor_modes():
-            print(f"{m.vendor}: {'LIVE' if m.live else 'sandbox'} ({m.why}) {m.base_url if not m.live else ''}")
+            print(_mode_line(m))
         from edu_assets.definitions import build_definitions
 
         started = time.monotonic()
@@ -67,27 +87,81 @@ def cmd_demo(args: argparse.Namespace) -> int:
             server.stop()
 
 
-def cmd_sandbox(args: argparse.Namespace) -> int:
+def cmd_sandbox(argv: list[str]) -> int:
+    """Only the emulators; every option is the sandbox's own (``./edu sandbox --help``)."""
     from edu_assets.sandbox.cli import main as sandbox_main
 
-    return sandbox_main(args.rest) or 0
+    return sandbox_main(argv, prog=f"{PROG} sandbox") or 0
 
 
-def cmd_dev(args: argparse.Namespace) -> int:
-    """The sandbox in this process plus ``dagster dev`` in a child process."""
-    _ensure_dagster_home()
-    from urllib.parse import urlsplit
+def dev_parser() -> argparse.ArgumentParser:
+    """edu's own options of ``dev``. No ``-h``: that is ``dagster dev``'s ``--host``."""
+    parser = argparse.ArgumentParser(
+        prog=f"{PROG} dev", add_help=False, allow_abbrev=False,
+        usage=f"{PROG} dev [--sandbox-port PORT | --no-sandbox] [dagster dev options...]",
+        description="Serve the vendor sandbox in this process and run `dagster dev` (webserver, daemon, code "
+        "server) against it, until Ctrl-C or SIGTERM, which stop all of them. The options below are edu's; "
+        "every other option goes to `dagster dev` (its options follow), e.g. `edu dev --port 3301`. "
+        "Without a -w/-f/-m option, `-w workspace.yaml` is added.",
+    )
+    parser.add_argument("--help", action="store_true", help="show this help, then dagster dev's options")
+    sandbox = parser.add_mutually_exclusive_group()
+    sandbox.add_argument(
+        "--sandbox-port", type=int, metavar="PORT",
+        help=f"port of the sandbox (default: the port of EDU_SANDBOX_URL if set, else {SANDBOX_PORT_DEFAULT}; "
+        "0 = any free port)",
+    )
+    sandbox.add_argument(
+        "--no-sandbox", action="store_true",
+        help="start no sandbox: vendors without credentials are not configured, unless EDU_SANDBOX_URL points "
+        "at a sandbox you run (`./edu sandbox`)",
+    )
+    return parser
 
-    port = urlsplit(sandbox_url()).port or 8765
-    server = _start_sandbox_if_needed(port)
-    if server is not None:
-        print(f"sandbox serving at {server.url}")
-    try:
-        return subprocess.call(
-            [sys.executable, "-m", "dagster", "dev", "-w", "workspace.yaml", *args.rest], env=os.environ.copy()
-        )
-    except KeyboardInterrupt:
+
+def split_dev_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
+    """edu's options, and the arguments for ``dagster dev`` (with ``-w workspace.yaml`` unless it has a target)."""
+    opts, rest = dev_parser().parse_known_args(argv)
+    if not any(arg.split("=", 1)[0] in WORKSPACE_TARGET_OPTIONS for arg in rest):
+        workspace = WORKSPACE if WORKSPACE.exists() else Path("workspace.yaml")
+        rest = ["-w", str(workspace), *rest]
+    return opts, rest
+
+
+def _dagster_dev_help() -> str:
+    done = subprocess.run([sys.executable, "-m", "dagster", "dev", "--help"], capture_output=True, text=True,
+                          timeout=120)
+    return done.stdout or done.stderr
+
+
+def cmd_dev(argv: list[str]) -> int:
+    """The sandbox in this process plus ``dagster dev`` in its own process group, stopped together."""
+    from edu_assets.supervise import run_process_group
+
+    opts, dagster_args = split_dev_args(argv)
+    if opts.help:
+        print(dev_parser().format_help())
+        print("Options of `dagster dev` (passed through; `-w workspace.yaml` is added when none of -w/-f/-m is given):\n")
+        print(_dagster_dev_help())
         return 0
+    _ensure_dagster_home()
+    server = None
+    if not opts.no_sandbox:
+        port = opts.sandbox_port
+        if port is None:
+            port = urlsplit(sandbox_url() or "").port or SANDBOX_PORT_DEFAULT
+        try:
+            server = _start_sandbox_if_needed(port)
+        except OSError as exc:
+            print(f"{PROG} dev: cannot serve the sandbox on port {port}: {exc} (choose another with "
+                  "--sandbox-port, or use the sandbox at EDU_SANDBOX_URL with --no-sandbox)", file=sys.stderr)
+            return 1
+        if server is not None:
+            print(f"sandbox serving at {server.url} (EDU_SANDBOX_URL)", flush=True)
+    for m in vendor_modes():
+        print(_mode_line(m), flush=True)
+    try:
+        return run_process_group([sys.executable, "-m", "dagster", "dev", *dagster_args], env=os.environ.copy())
     finally:
         if server is not None:
             server.stop()
@@ -112,26 +186,65 @@ def cmd_catalog(args: argparse.Namespace) -> int:
     return 0
 
 
+def _file_problems(mode: VendorMode) -> list[str]:
+    """What only the vendor's own code can check: Xporter's secrets file (present, private, JSON)."""
+    if mode.vendor != "xporter" or not mode.live or mode.problems:
+        return []
+    from edu_assets.vendors.xporter.resources import XporterResource
+
+    try:
+        XporterResource().secrets()
+    except ConfigError as exc:
+        return [exc.what if exc.hint == ConfigError.default_hint else f"{exc.what}: {exc.hint}"]
+    return []
+
+
 def cmd_status(args: argparse.Namespace) -> int:
+    """Where data goes and how each vendor is reached; non-zero when a vendor is half-configured."""
     s = LakeSettings.from_env()
-    print(f"lake: {s.root}\ncatalog: {s.catalog_path}\nsandbox: {sandbox_url()}")
+    sandbox = sandbox_url()
+    print(f"lake: {s.root}\ncatalog: {s.catalog_path}")
+    print(f"sandbox: {sandbox} (EDU_SANDBOX_URL: vendors without credentials use it)" if sandbox else
+          "sandbox: none (EDU_SANDBOX_URL is not set): a vendor without credentials is not configured")
+    broken: list[str] = []
     for m in vendor_modes():
-        print(f"{m.vendor}: {'live' if m.live else 'sandbox'} — {m.why} ({m.base_url or 'no base URL'})")
+        problems = [*m.problems, *_file_problems(m)]
+        if problems:
+            broken.append(m.vendor)
+            print(f"{m.vendor}: HALF-CONFIGURED ({m.why}); fix:")
+            for problem in problems:
+                print(f"  - {problem}")
+        elif m.state == "not configured":
+            print(f"{m.vendor}: not configured: its sensors and schedules skip (to use it, set {m.needs}; "
+                  "or EDU_SANDBOX_URL for the sandbox)")
+        else:
+            print(_mode_line(m))
+    if broken:
+        print(f"{PROG} status: half-configured: {', '.join(broken)}. Fix the variables listed above, or unset "
+              "them to leave the vendor unconfigured.", file=sys.stderr)
+        return 1
     return 0
 
 
+PASS_THROUGH = {"sandbox": cmd_sandbox, "dev": cmd_dev}  # commands whose options are parsed by their own parser
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="edu-assets", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser = argparse.ArgumentParser(prog=PROG, description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     sub.add_parser("demo", help="materialize every asset for its default partitions, then print a DuckDB summary")
-    for name, help_ in (("sandbox", "serve the vendor emulators (pass-through args)"),
-                        ("dev", "serve the sandbox and start `dagster dev` (pass-through args)")):
-        p = sub.add_parser(name, help=help_)
-        p.add_argument("rest", nargs=argparse.REMAINDER)
+    sub.add_parser("sandbox", add_help=False, help="serve the vendor emulators (options: edu sandbox --help)")
+    sub.add_parser("dev", add_help=False,
+                   help="serve the sandbox and run `dagster dev` (options: edu dev --help; others go to dagster dev)")
     sub.add_parser("summary", help="print one line per DuckDB table: rows, columns, partitions")
     sub.add_parser("catalog", help="rebuild every DuckDB view from the Parquet lake")
-    sub.add_parser("status", help="which vendors are live and which sandboxed, and where data goes")
-    args = parser.parse_args(argv)
-    handler = {"demo": cmd_demo, "sandbox": cmd_sandbox, "dev": cmd_dev, "summary": cmd_summary,
-               "catalog": cmd_catalog, "status": cmd_status}[args.command]
+    sub.add_parser("status", help="how each vendor is reached (live, sandbox, not configured) and where data goes; "
+                   "exits 1 if a vendor is half-configured")
+    args, rest = parser.parse_known_args(argv)
+    if args.command in PASS_THROUGH:
+        return PASS_THROUGH[args.command](rest)
+    if rest:
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
+    handler = {"demo": cmd_demo, "summary": cmd_summary, "catalog": cmd_catalog, "status": cmd_status}[args.command]
     return handler(args)

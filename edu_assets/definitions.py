@@ -10,20 +10,21 @@ from typing import Any
 
 import dagster as dg
 
+from edu_assets.core.executor import EXECUTOR
 from edu_assets.core.resources import LakeResource
 from edu_assets.vendors import skillspass, stellic, webadmit, xporter
 
 
-def selection_for(defs: dg.Definitions, keys: Sequence[dg.AssetKey], *, checks: bool = True) -> list[Any]:
-    """The asset definitions for ``keys`` plus (unless ``checks=False``) their checks, unbound, ready for
-    ``dg.materialize``.
+def selection_for(defs: dg.Definitions, keys: Sequence[dg.AssetKey]) -> list[Any]:
+    """The asset definitions for ``keys`` (with the checks they carry) plus any standalone checks of those
+    assets, unbound, ready for ``dg.materialize``.
 
     ``dg.materialize`` binds ``defs.resources`` itself, so it needs the definitions as declared, not the
     repository's resource-bound copies.
     """
     wanted = set(keys)
     assets = [a for a in (defs.assets or []) if isinstance(a, dg.AssetsDefinition) and wanted & set(a.keys)]
-    found = [c for c in (defs.asset_checks or []) if checks and any(ck.asset_key in wanted for ck in c.check_keys)]
+    found = [c for c in (defs.asset_checks or []) if any(ck.asset_key in wanted for ck in c.check_keys)]
     return [*assets, *found]
 
 
@@ -33,7 +34,7 @@ def build_definitions() -> dg.Definitions:
         xporter.definitions(),
         skillspass.definitions(),
         webadmit.definitions(),
-        dg.Definitions(resources={"lake": LakeResource.from_env()}),
+        dg.Definitions(resources={"lake": LakeResource.from_env()}, executor=EXECUTOR),
     )
 
 

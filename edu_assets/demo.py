@@ -170,11 +170,11 @@ def _run_group(
     partition: str | None, tags: dict[str, str] | None = None, *, echo=print,
     missing_detail: str = "vendor job still running: the sensor will land it",
 ) -> list[Outcome]:
-    """One demo run of ``keys`` (without their checks: they run with every scheduled materialization), and a
-    one-line account of it."""
+    """One demo run of ``keys`` with their checks (evaluated as each partition lands), and a one-line
+    account of it."""
     started = time.monotonic()
     result = dg.materialize(
-        selection_for(defs, keys, checks=False), partition_key=partition, instance=instance, resources=defs.resources,
+        selection_for(defs, keys), partition_key=partition, instance=instance, resources=defs.resources,
         run_config={"loggers": {"console": {"config": {"log_level": "ERROR"}}}},
         tags={"edu/vendor": vendor, "edu/trigger": "demo", **(tags or {})}, raise_on_error=False,
     )
@@ -182,8 +182,11 @@ def _run_group(
     landed = [o for o in got if o.status == "landed"]
     failed = [o for o in got if o.status == "failed"]
     mark = "ok  " if not failed else "FAIL"
+    checks = [e.asset_check_evaluation_data for e in result.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION"]
+    warned = sum(not c.passed for c in checks)
     echo(f"  {mark} {label:<58} {len(landed):>4} tables {sum(o.rows or 0 for o in landed):>9,} rows"
-         f"  {len(got) - len(landed) - len(failed)} skipped  ({time.monotonic() - started:.1f}s)")
+         f"  {len(got) - len(landed) - len(failed)} skipped  {len(checks)} checks"
+         f"{f' ({warned} not passed)' if warned else ''}  ({time.monotonic() - started:.1f}s)")
     for o in failed[:5]:
         echo(f"       {o.key}: {o.detail}")
     return got

@@ -27,20 +27,30 @@ def sandbox_server() -> Iterator[SandboxServer]:
         server.stop()
 
 
+VENDOR_VARS = (
+    "STELLIC_TOKEN", "STELLIC_BASE_URL", "STELLIC_INSTITUTION", "STELLIC_EXPORT_PARAMS",
+    "XPORTER_SCHOOL_SECRETS", "XPORTER_SECRETS_FILE", "XPORTER_MANAGEMENT_SECRET", "XPORTER_RELYING_PARTY",
+    "XPORTER_BASE_URL", "XPORTER_STS_URL", "XPORTER_TOKEN_REFRESH_MARGIN_SECONDS",
+    "SKILLSPASS_KEY", "SKILLSPASS_TOKEN", "SKILLSPASS_SECRET", "SKILLSPASS_BASE_URL", "SKILLSPASS_ENVIRONMENT",
+    "SKILLSPASS_LEGACY_TYPES", "SKILLSPASS_FORMAT", "SKILLSPASS_DAYS_PER_JOB",
+    "WEBADMIT_API_KEY", "WEBADMIT_BASE_URL", "WEBADMIT_DOMAIN", "WEBADMIT_RATE_WINDOW_SECONDS",
+    "WEBADMIT_RATE_RESERVE_FRACTION", "WEBADMIT_RATE_PER_SECOND", "SKILLSPASS_RATE_PER_SECOND",
+)
+
+
 @pytest.fixture
-def sandbox(sandbox_server: SandboxServer, monkeypatch: pytest.MonkeyPatch) -> Iterator[SandboxServer]:
-    """The session's sandbox, reset (faults, knobs, request log, jobs) for each test."""
-    monkeypatch.setenv("EDU_SANDBOX_URL", sandbox_server.url)
-    for var in ("STELLIC_TOKEN", "STELLIC_BASE_URL", "STELLIC_INSTITUTION", "STELLIC_EXPORT_PARAMS",
-                "XPORTER_SCHOOL_SECRETS", "XPORTER_SECRETS_FILE", "XPORTER_MANAGEMENT_SECRET", "XPORTER_RELYING_PARTY",
-                "XPORTER_BASE_URL", "XPORTER_STS_URL", "XPORTER_TOKEN_REFRESH_MARGIN_SECONDS",
-                "SKILLSPASS_KEY", "SKILLSPASS_TOKEN", "SKILLSPASS_SECRET", "SKILLSPASS_BASE_URL", "SKILLSPASS_ENVIRONMENT",
-                "SKILLSPASS_LEGACY_TYPES", "SKILLSPASS_FORMAT", "SKILLSPASS_DAYS_PER_JOB",
-                "WEBADMIT_API_KEY", "WEBADMIT_BASE_URL", "WEBADMIT_DOMAIN", "WEBADMIT_RATE_WINDOW_SECONDS",
-                "WEBADMIT_RATE_RESERVE_FRACTION", "WEBADMIT_RATE_PER_SECOND", "SKILLSPASS_RATE_PER_SECOND"):
+def unconfigured(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An environment like a fresh deployment's: no vendor variable, and no sandbox selected."""
+    for var in (*VENDOR_VARS, "EDU_SANDBOX_URL"):
         monkeypatch.delenv(var, raising=False)
     reset_xporter_caches()
     HeaderBudget.forget_all()
+
+
+@pytest.fixture
+def sandbox(sandbox_server: SandboxServer, unconfigured: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[SandboxServer]:
+    """The session's sandbox, selected by EDU_SANDBOX_URL and reset (faults, knobs, request log, jobs) for each test."""
+    monkeypatch.setenv("EDU_SANDBOX_URL", sandbox_server.url)
     with clean_sandbox(sandbox_server):
         yield sandbox_server
 
@@ -70,3 +80,16 @@ def defs(sandbox: SandboxServer, lake_env: Path) -> dg.Definitions:
 
     return build_definitions()
 
+
+
+@pytest.fixture(autouse=True)
+def _no_leaked_instance_context() -> Iterator[None]:
+    """Each test starts with no current Dagster instance state storage.
+
+    Entering a ``DagsterInstance`` sets a context variable that later definitions loads read; an instance
+    that a test disposed without leaving its context leaves it pointing at a dead weakref, and the next
+    test's first ``Definitions.get_repository_def()`` fails with "undefined DagsterInstance weakref"."""
+    from dagster._core.storage.defs_state.base import set_defs_state_storage
+
+    with set_defs_state_storage(None):
+        yield

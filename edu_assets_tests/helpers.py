@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -13,6 +14,7 @@ import duckdb
 
 from edu_assets.definitions import selection_for
 from edu_assets.sandbox import SandboxServer
+from edu_assets.sandbox.jobs import Phase
 
 
 def key(name: str) -> dg.AssetKey:
@@ -80,6 +82,26 @@ def query(catalog: Path, sql: str) -> list[tuple]:
 
 def requests_to(server: Any, fragment: str) -> list[dict[str, Any]]:
     return [r for r in server.requests if fragment in r["path"]]
+
+
+def wait_until_jobs_done(app: Any, timeout: float = 60.0) -> None:
+    """Poll a sandbox vendor until every one of its export jobs is done (its file written).
+
+    Tests order "the run deferred, then the job finished" with ``app.hold_jobs()`` / ``release_jobs()``,
+    then wait here for the released jobs, with a deadline generous enough for a loaded machine.
+    """
+    deadline = time.monotonic() + timeout
+    while any(j.phase() is not Phase.DONE for j in list(app.jobs._jobs.values())):
+        assert time.monotonic() < deadline, f"{app.name} sandbox jobs did not finish within {timeout:.0f}s"
+        time.sleep(0.05)
+
+
+def age_job(app: Any, job_id: str, seconds: float) -> None:
+    """Move a sandbox job ``seconds`` further into its life: its phases (queued, running, done) follow its
+    age, so a test steps a job through them in order by setting its age, never by sleeping."""
+    job = app.jobs.get(job_id)
+    assert job is not None, f"{app.name} has no job {job_id!r}"
+    job.created -= seconds
 
 
 @contextmanager

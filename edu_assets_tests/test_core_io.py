@@ -5,15 +5,15 @@ from __future__ import annotations
 import hashlib
 import json
 import threading
-import time
 from pathlib import Path
 
 import pytest
 
-from edu_assets.core.errors import Where
+from edu_assets.core.errors import LandingError, Where
 from edu_assets.core.http import RetryPolicy, VendorHTTP
 from edu_assets.core.paging import fetch_pages
-from edu_assets.core.staging import JsonStage
+from edu_assets.core.settings import LakeSettings
+from edu_assets.core.staging import JsonStage, staging
 from edu_assets.vendors.stellic.resources import SANDBOX_TOKEN
 from edu_assets_tests.helpers import requests_to
 
@@ -62,28 +62,30 @@ def test_downloads_read_the_socket_a_megabyte_at_a_time():
 
 def test_paging_refills_a_slot_before_handling_a_page():
     """While the caller handles a page, ``concurrency`` requests are in flight: the slot the page freed is
-    refilled first, so the vendor's latency keeps overlapping the caller's work."""
-    lock = threading.Lock()
-    in_flight, seen_while_handling = 0, []
+    refilled first, so the vendor's latency keeps overlapping the caller's work.
+
+    Ordered by a condition, not a clock: each page's handler waits (with a generous deadline) until the
+    request that refills its slot has started; handled before the refill, it would wait in vain."""
+    pages, concurrency = list(range(2, 14)), 3
+    changed = threading.Condition()
+    started: list[int] = []
+    refilled_in_time: list[bool] = []
 
     def fetch(number: int) -> int:
-        nonlocal in_flight
-        with lock:
-            in_flight += 1
-        time.sleep(0.1)  # latency-bound, like a vendor page
-        with lock:
-            in_flight -= 1
+        with changed:
+            started.append(number)
+            changed.notify_all()
         return number
 
     def on_page(number: int, page: int) -> None:
-        time.sleep(0.01)
-        with lock:
-            seen_while_handling.append(in_flight)
-        time.sleep(0.02)
+        # the k-th page handled: the first `concurrency` requests and k refills have been sent
+        want = min(concurrency + len(refilled_in_time) + 1, len(pages))
+        patience = 0.0 if False in refilled_in_time else 30.0  # one miss is enough to fail
+        with changed:
+            refilled_in_time.append(changed.wait_for(lambda: len(started) >= want, timeout=patience))
 
-    assert fetch_pages(range(2, 14), fetch, on_page, concurrency=3) == 12
-    # handled after its slot was refilled: 3 in flight (it would be at most 2 if the page were handled first)
-    assert max(seen_while_handling) == 3
+    assert fetch_pages(pages, fetch, on_page, concurrency=concurrency) == 12
+    assert refilled_in_time == [True] * 12
 
 
 def test_staged_rows_are_compact_json_that_round_trips(tmp_path):
@@ -94,3 +96,23 @@ def test_staged_rows_are_compact_json_that_round_trips(tmp_path):
     lines = stage.finish("t").read_text(encoding="utf-8").splitlines()
     assert lines == [json.dumps(rows[0], ensure_ascii=False, separators=(",", ":"))]
     assert json.loads(lines[0]) == rows[0]
+
+
+def test_a_stage_whose_landing_failed_is_kept_for_the_stated_retention(tmp_path):
+    """The staged records are what a landing error points to: kept (marked for the sweep), with the error
+    saying for how long; a stage whose landing succeeded, or failed otherwise, is removed at once."""
+    settings = LakeSettings(tmp_path / "lake", tmp_path / "edu.duckdb", tmp_path / "work", work_retention_hours=12)
+    where = Where("xporter", "students", "school 1")
+    kept_dir = settings.work_dir / "xporter" / "students" / "1" / "kept"
+    with pytest.raises(LandingError) as failed, staging(kept_dir, settings) as stage:
+        stage.write("t", [{"Id": 1}])
+        raise LandingError(where, "the records could not be converted", stage.finish("t"))
+    assert f"kept at {kept_dir / 't.jsonl'}" in str(failed.value)
+    assert "stays there for 12 h (EDU_WORK_RETENTION_HOURS), then it is removed" in str(failed.value)
+    assert (kept_dir / "t.jsonl").exists() and kept_dir.with_name("kept.kept").exists()
+
+    gone_dir = kept_dir.with_name("gone")
+    with pytest.raises(ValueError), staging(gone_dir, settings) as stage:
+        stage.write("t", [{"Id": 1}])
+        raise ValueError("the vendor's page was not JSON")
+    assert not gone_dir.exists()

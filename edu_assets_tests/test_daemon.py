@@ -6,88 +6,47 @@ is the path a deferred export takes in production, so it is tested end to end on
 
 * a Stellic export deferred by an in-process run is finished by the completion sensor: the daemon
   launches a run that resumes the vendor job (never a second one) and lands the partition;
-* the Xporter discovery sensor adds the authorised schools as ``estab`` partitions and queues one
-  snapshot run per school (held in the queue by a tag limit, so the test does not load 60 endpoints).
+* the Xporter discovery sensor adds the authorised schools as ``estab`` partitions and queues snapshot
+  runs covering exactly them (held in the queue by a tag limit, so the test does not load 60 endpoints).
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import os
-import signal
-import subprocess
-import sys
-import textwrap
-import time
-from pathlib import Path
 
 import dagster as dg
 import pytest
 
 from edu_assets.vendors.xporter.partitions import ESTAB_PARTITIONS
+from edu_assets_tests.dagster_stack import DAEMON, DagsterStack
 from edu_assets_tests.helpers import export_observations, materializations, materialize, requests_to
 
-ROOT = Path(__file__).resolve().parents[1]
 TODAY = dt.datetime.now(dt.UTC).date().isoformat()
-DAEMON = Path(sys.executable).with_name("dagster-daemon")
 AUTHORISED = ["3281101", "3281102", "3281104"]  # the sandbox register's authorised schools
-
-
-@pytest.fixture
-def daemon_home(tmp_path: Path) -> Path:
-    home = tmp_path / "dagster_home"
-    home.mkdir()
-    (home / "dagster.yaml").write_text(textwrap.dedent("""\
-        concurrency:
-          runs:
-            max_concurrent_runs: 2
-            tag_concurrency_limits:
-              - key: edu/vendor
-                value: xporter
-                limit: 0
-        telemetry:
-          enabled: false
-    """))
-    (tmp_path / "workspace.yaml").write_text(textwrap.dedent(f"""\
-        load_from:
-          - python_module:
-              module_name: edu_assets_tests.daemon_location
-              attribute: defs
-              location_name: edu_assets_daemon_test
-              working_directory: {ROOT}
-    """))
-    return home
+# The shipped dagster.yaml plus one limit: Xporter's runs stay queued (the test does not load 60 endpoints).
+HOLD_XPORTER = {"concurrency": {"runs": {"tag_concurrency_limits": [
+    {"key": "edu/vendor", "value": "xporter", "limit": 0},
+]}}}
 
 
 @pytest.mark.skipif(not DAEMON.exists(), reason="dagster-daemon is not installed next to this interpreter")
-def test_daemon_finishes_a_deferred_export_and_discovers_schools(daemon_home, sandbox, lake_env):
+def test_daemon_finishes_a_deferred_export_and_discovers_schools(tmp_path, sandbox, lake_env):
     from edu_assets_tests.daemon_location import defs
 
-    sandbox.app("stellic").set_knobs(async_ready_after=2.0)
-    instance = dg.DagsterInstance.from_config(str(daemon_home))
-    try:
+    sandbox.app("stellic").hold_jobs()  # the run must defer, however slow the machine
+    with DagsterStack(tmp_path, attribute="defs", overrides=HOLD_XPORTER) as stack:
+        instance = stack.instance
         assert materialize(defs, instance, "audit_requirements", TODAY, config={"inline_wait_seconds": 0.2}).success
         assert materializations(instance, "audit_requirements") == []  # deferred: the vendor job is running
         job_id = export_observations(instance, "audit_requirements")[-1]["vendor_job_id"]
+        sandbox.app("stellic").release_jobs()  # the job finishes while the daemon's completion sensor polls it
 
-        log = open(daemon_home / "daemon.log", "w")  # noqa: SIM115 - closed below
-        daemon = subprocess.Popen(
-            [str(DAEMON), "run", "-w", str(daemon_home.parent / "workspace.yaml")],
-            cwd=ROOT, env={**os.environ, "DAGSTER_HOME": str(daemon_home)}, stdout=log, stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        try:
-            (run,) = _wait_for(lambda: [r for r in _sensor_runs(instance, "stellic_export_completion") if r.is_finished],
-                               150, daemon_home)
-            snapshots = _wait_for(lambda: _submitted(_runs(instance, "xporter_snapshots"), len(AUTHORISED)),
-                                  60, daemon_home)
-        finally:
-            os.killpg(daemon.pid, signal.SIGTERM)
-            try:
-                daemon.wait(30)
-            except subprocess.TimeoutExpired:
-                os.killpg(daemon.pid, signal.SIGKILL)
-            log.close()
+        stack.start_daemon()
+        (run,) = stack.wait_for(
+            lambda: [r for r in _sensor_runs(instance, "stellic_export_completion") if r.is_finished], 150,
+            "the completion sensor's run to finish")
+        snapshots = stack.wait_for(lambda: _submitted(instance, _runs(instance, "xporter_snapshots"), AUTHORISED), 60,
+                                   "the discovery sensor to queue the schools' snapshot runs")
 
         # the completion sensor's run resumed the deferred vendor job: one job, one materialization
         (mat,) = materializations(instance, "audit_requirements")
@@ -100,10 +59,7 @@ def test_daemon_finishes_a_deferred_export_and_discovers_schools(daemon_home, sa
 
         # the discovery sensor added the authorised schools and queued one snapshot run for each
         assert sorted(instance.get_dynamic_partitions(ESTAB_PARTITIONS)) == AUTHORISED
-        assert sorted(r.tags["dagster/partition"] for r in snapshots) == AUTHORISED
         assert {r.status for r in snapshots} == {dg.DagsterRunStatus.QUEUED}  # held by the test's tag limit
-    finally:
-        instance.dispose()
 
 
 def _failure(instance: dg.DagsterInstance, run_id: str) -> str:
@@ -115,23 +71,18 @@ def _sensor_runs(instance: dg.DagsterInstance, sensor: str) -> list[dg.DagsterRu
     return list(instance.get_runs(dg.RunsFilter(tags={"dagster/sensor_name": sensor})))
 
 
-def _submitted(runs: list[dg.DagsterRun], expected: int) -> list[dg.DagsterRun]:
-    """The runs once all ``expected`` of them exist and have left NOT_STARTED (the sensor daemon creates a
-    run, then submits it to the queue)."""
-    done = len(runs) >= expected and all(r.status != dg.DagsterRunStatus.NOT_STARTED for r in runs)
+def _submitted(instance: dg.DagsterInstance, runs: list[dg.DagsterRun], schools: list[str]) -> list[dg.DagsterRun]:
+    """The runs once they cover exactly ``schools`` and have left NOT_STARTED (the sensor daemon creates a
+    run, then submits it to the queue). A run covers one school (its partition) or a range of them."""
+    order = instance.get_dynamic_partitions(ESTAB_PARTITIONS)
+    covered = []
+    for run in runs:
+        first = run.tags.get("dagster/asset_partition_range_start", run.tags.get("dagster/partition"))
+        last = run.tags.get("dagster/asset_partition_range_end", first)
+        covered += order[order.index(first):order.index(last) + 1] if first in order and last in order else [first]
+    done = sorted(covered) == schools and all(r.status != dg.DagsterRunStatus.NOT_STARTED for r in runs)
     return runs if done else []
 
 
 def _runs(instance: dg.DagsterInstance, job: str) -> list[dg.DagsterRun]:
     return list(instance.get_runs(dg.RunsFilter(job_name=job)))
-
-
-def _wait_for(probe, timeout: float, home: Path):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        got = probe()
-        if got:
-            return got
-        time.sleep(1.0)
-    log = (home / "daemon.log").read_text()[-4000:] if (home / "daemon.log").exists() else ""
-    raise AssertionError(f"the daemon did not get there within {timeout:.0f}s; its log ends:\n{log}")

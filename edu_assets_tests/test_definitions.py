@@ -31,6 +31,15 @@ def test_every_catalog_entry_is_a_conventional_asset(defs):
     assert schedule.cron_schedule == "0 5 * * *"
 
 
+def test_every_asset_runs_in_its_vendors_pool(defs):
+    """The per-vendor run limit is a pool counted per run (dagster.yaml), so it holds for every launch path
+    only if every asset declares its vendor's pool."""
+    assets = [a for a in defs.get_repository_def().assets_defs_by_key.values() if a.is_executable]
+    assert len(assets) > 200
+    assert {(key.path[0], a.op.pool) for a in assets for key in a.keys} == {
+        (vendor, vendor) for vendor in ("stellic", "xporter", "skillspass", "webadmit")}
+
+
 def test_adding_an_export_is_one_catalog_entry(tmp_path):
     src = (ROOT / "edu_assets" / "vendors" / "stellic" / "catalog.yaml").read_text()
     extra = src + "\n  - name: brand_new_export\n    description: New.\n    partitioning: snapshot\n"

@@ -5,13 +5,18 @@ from __future__ import annotations
 import datetime as dt
 import os
 import shutil
-import time
 from pathlib import Path
 
 import dagster as dg
 import pytest
 
-from edu_assets_tests.helpers import materializations, materialize, requests_to, sensor_tick
+from edu_assets_tests.helpers import (
+    materializations,
+    materialize,
+    requests_to,
+    sensor_tick,
+    wait_until_jobs_done,
+)
 from edu_assets_tests.postgres import find_bin_dir, postgres_server
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -39,18 +44,18 @@ def test_deploy_instance_on_postgres_runs_the_async_lifecycle(pg, tmp_path, monk
     from edu_assets.definitions import build_definitions
 
     defs = build_definitions()
-    sandbox.app("stellic").set_knobs(async_ready_after=1.0)
+    stellic = sandbox.app("stellic")
+    stellic.hold_jobs()  # the run must defer, however slow the machine
     with dg.DagsterInstance.get() as instance:
         assert type(instance.run_storage).__name__ == "PostgresRunStorage"
         assert materialize(defs, instance, "permissions", TODAY, config={"inline_wait_seconds": 0}).success
         assert materializations(instance, "permissions") == []
-        cursor = None
-        for _ in range(20):
-            tick = sensor_tick(defs, instance, "stellic_export_completion", cursor)
-            cursor = tick.cursor
-            if tick.run_requests:
-                break
-            time.sleep(0.25)
+        held = sensor_tick(defs, instance, "stellic_export_completion")
+        assert held.run_requests == []
+        stellic.release_jobs()
+        wait_until_jobs_done(stellic)
+        tick = sensor_tick(defs, instance, "stellic_export_completion", held.cursor)
+        cursor = tick.cursor
         (request,) = tick.run_requests
         assert materialize(defs, instance, "permissions", TODAY, tags=request.tags).success
         assert len(materializations(instance, "permissions")) == 1

@@ -134,7 +134,7 @@ def export_data(body: dict) -> dict:
     return nested if nested is not None else top
 
 
-def poll(client: httpx.Client, job_id: str, timeout: float = 10) -> tuple[dict, list[str]]:
+def poll(client: httpx.Client, job_id: str, timeout: float = 60) -> tuple[dict, list[str]]:
     seen: list[str] = []
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -323,6 +323,7 @@ def test_unknown_learning_activity_is_the_other_400_shape(client, app):
 
 def test_create_pending_completed_nested_shape_and_download(client, app):
     app.status_shape = "nested"
+    app.hold_jobs()  # PENDING until released, however slow the machine
     job_id = create(client, "LEARNING_ACTIVITIES", *window(DAY))
     first = status(client, job_id)
     assert first == {
@@ -333,8 +334,9 @@ def test_create_pending_completed_nested_shape_and_download(client, app):
         },
         "errors": [],
     }
+    app.release_jobs()
     body, seen = poll(client, job_id)
-    assert seen[0] == "PENDING" and seen[-1] == "COMPLETED" and set(seen) == {"PENDING", "COMPLETED"}
+    assert seen[-1] == "COMPLETED" and set(seen) <= {"PENDING", "COMPLETED"}
     assert set(body) == {"job", "errors"} and body["errors"] == []
     assert set(body["job"]) == {"id", "status", "exportData"}
     data = body["job"]["exportData"]

@@ -14,7 +14,7 @@ import pytest
 
 from edu_assets.sandbox import SandboxServer, start_sandbox
 from edu_assets.sandbox.stellic import EXPORTS, KEYS, READONLY_TOKEN, SANDBOX_TOKEN, StellicApp
-from edu_assets_tests.helpers import clean_sandbox
+from edu_assets_tests.helpers import age_job, clean_sandbox
 
 SECRET = "stellic-SECRET-abc123"
 AUTH = {"Authorization": f"Bearer {SECRET}"}
@@ -75,7 +75,7 @@ def parse_csv(body: bytes) -> tuple[list[str], list[dict[str, str]]]:
     return list(reader.fieldnames or []), rows
 
 
-def poll(client: httpx.Client, file_name: str, timeout: float = 10) -> tuple[dict, list[str]]:
+def poll(client: httpx.Client, file_name: str, timeout: float = 60) -> tuple[dict, list[str]]:
     """Poll get_export_url until a final status; returns the last body and every status seen."""
     seen: list[str] = []
     deadline = time.monotonic() + timeout
@@ -307,15 +307,21 @@ def test_all_appointments_goes_async_only_when_large(client, app):
 
 
 def test_async_progression_and_download(client, app):
-    app.async_ready_after = 0.6  # not_started for 0.2 s, then processing: room for a loaded CI box
+    app.async_ready_after = 3600.0  # not_started for 20 min, then processing: stepped by its age, not a clock
     response = export(client, "audit_requirements", channel="s3")
     file_name = response.json()["data"]["file_name"]
     other = export(client, "audit_requirements", channel="s3").json()["data"]["file_name"]
     assert other != file_name  # every call is a new job
+
+    def status() -> str:
+        return client.get("/exports/get_export_url", params={"file_name": file_name}).json()["status"]
+
+    assert status() == "not_started"
+    age_job(app, file_name, 1800)
+    assert status() == "processing"
+    age_job(app, file_name, 1800)
     body, seen = poll(client, file_name)
-    assert seen[0] == "not_started"
-    assert "processing" in seen
-    assert seen.index("processing") > seen.index("not_started")
+    assert set(seen) <= {"processing", "completed"}  # processing only while its file is still being written
     assert body["success"] is True and body["status"] == "completed"
     url = urlsplit(body["url"])
     assert url.path == f"/stellic-files/{file_name}"
@@ -540,9 +546,7 @@ def test_reset_clears_jobs_faults_and_log(sandbox, client):
 
 def test_large_export_is_generated_once_and_streamed(client, app):
     app.set_knobs(rows_by_type={"sections_counting_for_reqs": 300_000}, async_ready_after=0.0)
-    started = time.monotonic()
     file_name, body = run_async(client, "sections_counting_for_reqs", usem_ids=["2258"])
-    first_seconds = time.monotonic() - started
     path = app.jobs.get(file_name).result.path
     size, mtime, misses = path.stat().st_size, path.stat().st_mtime_ns, app.cache.misses
     assert size > 30_000_000
@@ -554,13 +558,11 @@ def test_large_export_is_generated_once_and_streamed(client, app):
             received += len(chunk)
     assert received == size
 
-    started = time.monotonic()
     second_name, _ = run_async(client, "sections_counting_for_reqs", usem_ids=["2258"])
     assert second_name != file_name
     assert app.jobs.get(second_name).result.path == path
-    assert app.cache.misses == misses  # reused, not regenerated
+    assert app.cache.misses == misses  # reused, not regenerated (counted, not timed: a loaded machine is slow)
     assert path.stat().st_mtime_ns == mtime
-    assert time.monotonic() - started < max(first_seconds, 1.0)
 
 
 def test_server_basics(sandbox):

@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import time
-
 import dagster as dg
 import pytest
 
-from edu_assets.sandbox.jobs import Phase
 from edu_assets.sandbox.skillspass import SANDBOX_KEY, SANDBOX_SECRET, SANDBOX_TOKEN
 from edu_assets.vendors.skillspass.assets import ACTIVITIES
 from edu_assets_tests.helpers import (
@@ -18,6 +15,7 @@ from edu_assets_tests.helpers import (
     query,
     requests_to,
     sensor_tick,
+    wait_until_jobs_done,
 )
 
 DAY = "2026-11-02"
@@ -115,19 +113,12 @@ def test_empty_windows_land_empty_partitions(defs, instance, sandbox, skillspass
     assert query(catalog, "SELECT count(*) FROM skillspass.networks")[0][0] == 0
 
 
-def wait_until_jobs_done(app, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while any(j.phase() is not Phase.DONE for j in list(app.jobs._jobs.values())):
-        assert time.monotonic() < deadline, "sandbox jobs did not finish"
-        time.sleep(0.1)
-
-
 def test_backfill_of_30_days_defers_and_the_sensor_lands_each_once(instance, sandbox, skillspass, lake_env, monkeypatch):
     monkeypatch.setenv("SKILLSPASS_RATE_PER_SECOND", "50")
     from edu_assets.definitions import build_definitions
 
     defs = build_definitions()
-    skillspass.set_knobs(ready_after=3.0)
+    skillspass.hold_jobs()  # the vendor's jobs stay PENDING until released, however slow the run is
     days = [f"2026-09-{d:02d}" for d in range(1, 31)]
     result = materialize(defs, instance, "skillspass/elearning_enrollments", None,
                          tags={RANGE_START: days[0], RANGE_END: days[-1]}, config={"inline_wait_seconds": 0.2})
@@ -135,9 +126,12 @@ def test_backfill_of_30_days_defers_and_the_sensor_lands_each_once(instance, san
     assert len(creates(sandbox)) == 30 and materializations(instance, "skillspass/elearning_enrollments") == []
     states = [o["edu/export_state"] for o in export_observations(instance, "skillspass/elearning_enrollments")]
     assert states.count("started") == 30 and states.count("deferred") == 30
+    held = sensor_tick(defs, instance, COMPLETION)
+    assert held.run_requests == []  # still running at the vendor: nothing to launch yet
 
+    skillspass.release_jobs()
     wait_until_jobs_done(skillspass)
-    tick = sensor_tick(defs, instance, COMPLETION)
+    tick = sensor_tick(defs, instance, COMPLETION, held.cursor)
     assert sorted(r.partition_key for r in tick.run_requests) == days
     assert len({r.run_key for r in tick.run_requests}) == 30
     for req in tick.run_requests:
@@ -173,10 +167,12 @@ def test_one_job_can_cover_a_wider_window(defs, instance, sandbox, skillspass, l
 
 
 def test_a_deferred_wide_window_is_relaunched_as_one_range(defs, instance, sandbox, skillspass, lake_env):
-    skillspass.set_knobs(ready_after=1.0)
+    skillspass.hold_jobs()  # the run must defer, whatever the machine's speed
     tags = {RANGE_START: "2026-10-05", RANGE_END: "2026-10-07"}
     assert materialize(defs, instance, "skillspass/users", None, tags=tags,
                        config={"days_per_job": 3, "inline_wait_seconds": 0.1}).success
+    assert materializations(instance, "skillspass/users") == []
+    skillspass.release_jobs()
     wait_until_jobs_done(skillspass)
     (req,) = sensor_tick(defs, instance, COMPLETION).run_requests
     assert req.partition_key is None and (req.tags[RANGE_START], req.tags[RANGE_END]) == ("2026-10-05", "2026-10-07")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import time
 
 import dagster as dg
 import pyarrow.parquet as pq
@@ -20,6 +19,7 @@ from edu_assets_tests.helpers import (
     query,
     requests_to,
     sensor_tick,
+    wait_until_jobs_done,
 )
 
 TODAY = dt.datetime.now(dt.UTC).date().isoformat()
@@ -72,7 +72,7 @@ def test_rerun_replaces_partition_idempotently(defs, instance, sandbox, lake_env
 
 def test_async_export_defers_then_sensor_lands_it_once(defs, instance, sandbox, lake_env):
     stellic = sandbox.app("stellic")
-    stellic.set_knobs(async_ready_after=2.5)
+    stellic.hold_jobs()  # the vendor job stays "processing" until released, however slow the machine
     result = materialize(defs, instance, "audit_requirements", TODAY, config={"inline_wait_seconds": 0.2})
     assert result.success
     assert materializations(instance, "audit_requirements") == []
@@ -82,7 +82,8 @@ def test_async_export_defers_then_sensor_lands_it_once(defs, instance, sandbox, 
 
     first = sensor_tick(defs, instance, SENSOR)
     assert first.run_requests == []  # still processing
-    time.sleep(2.6)
+    stellic.release_jobs()
+    wait_until_jobs_done(stellic)
     second = sensor_tick(defs, instance, SENSOR, first.cursor)
     assert [r.run_key for r in second.run_requests] == [job_id]
     request = second.run_requests[0]
@@ -98,9 +99,10 @@ def test_async_export_defers_then_sensor_lands_it_once(defs, instance, sandbox, 
 
 
 def test_manual_rerun_resumes_deferred_job_instead_of_starting_another(defs, instance, sandbox, lake_env):
-    sandbox.app("stellic").set_knobs(async_ready_after=1.0)
-    materialize(defs, instance, "permissions", TODAY, config={"inline_wait_seconds": 0.1})
-    assert materializations(instance, "permissions") == []
+    sandbox.app("stellic").hold_jobs()
+    assert materialize(defs, instance, "permissions", TODAY, config={"inline_wait_seconds": 0.1}).success
+    assert materializations(instance, "permissions") == []  # deferred
+    sandbox.app("stellic").release_jobs()  # the re-run below waits inline for it (EDU_EXPORT_INLINE_WAIT_SECONDS)
     assert materialize(defs, instance, "permissions", TODAY).success
     assert len(materializations(instance, "permissions")) == 1
     assert len(requests_to(sandbox, "/exports/export_data/permissions")) == 1

@@ -19,6 +19,7 @@ from edu_assets_tests.helpers import (
     query,
     requests_to,
     sensor_tick,
+    wait_until_jobs_done,
 )
 
 ASSET = "webadmit/export_files"
@@ -151,7 +152,7 @@ def test_expired_url_is_reissued_and_downloaded_at_once(defs, instance, sandbox,
 
 
 def test_in_flight_run_is_resumed_never_started_twice(defs, instance, sandbox, webadmit, lake_env):
-    webadmit.set_knobs(ready_after=2.0)
+    webadmit.hold_jobs()  # the file run stays In Progress until released, however slow the machine
     # someone starts the export in the WebAdMIT UI / another tool first
     started = httpx.post(f"{sandbox.base_url('webadmit')}/api/v1/user_identities/1001/exports/5001/export_files",
                          headers={"x-api-key": "webadmit-sandbox-key"}).json()["export_files"]["id"]
@@ -163,8 +164,12 @@ def test_in_flight_run_is_resumed_never_started_twice(defs, instance, sandbox, w
     posts_before = len([r for r in requests_to(sandbox, "/export_files") if r["method"] == "POST"])
     assert materialize(defs, instance, ASSET, "1001-5001", config={"inline_wait_seconds": 0.1}).success
     assert len([r for r in requests_to(sandbox, "/export_files") if r["method"] == "POST"]) == posts_before
-    time.sleep(2.1)
-    (req,) = sensor_tick(defs, instance, COMPLETION).run_requests
+    assert materializations(instance, ASSET) == []
+    held = sensor_tick(defs, instance, COMPLETION)
+    assert held.run_requests == []  # still running at the vendor: nothing to launch yet
+    webadmit.release_jobs()
+    wait_until_jobs_done(webadmit)
+    (req,) = sensor_tick(defs, instance, COMPLETION, held.cursor).run_requests
     assert req.run_key == f"webadmit-export-file-{started}" and req.partition_key == "1001-5001"
     assert materialize(defs, instance, ASSET, req.partition_key, tags=req.tags).success
     assert webadmit.runs_started() == 1
@@ -173,19 +178,21 @@ def test_in_flight_run_is_resumed_never_started_twice(defs, instance, sandbox, w
 
 def test_rate_budget_slows_down_before_a_429(sandbox, monkeypatch):
     app = sandbox.app("webadmit")
-    app.set_knobs(rate_limit=30, rate_window=4.0)
+    # A small budget: its first 8 requests must fit in the 4 s window for the pacing to show (>1 s slept),
+    # which holds unless a loopback request takes ~0.4 s.
+    app.set_knobs(rate_limit=10, rate_window=4.0)
     monkeypatch.setenv("WEBADMIT_RATE_WINDOW_SECONDS", "4")
     monkeypatch.setenv("WEBADMIT_RATE_PER_SECOND", "200")  # fast enough to spend the budget inside one window
     client = webadmit_resource_from_env().client()
     started = time.monotonic()
     try:
-        for _ in range(45):  # 1.5x the budget
+        for _ in range(15):  # 1.5x the budget
             client.identities(Where("webadmit", "test"))
     finally:
         client.http.close()
     elapsed = time.monotonic() - started
     statuses = [r["status"] for r in requests_to(sandbox, "/webadmit/api/v1/user_identities")]
-    assert len(statuses) == 45 and 429 not in statuses
+    assert len(statuses) == 15 and 429 not in statuses
     assert client.http.budget is not None and client.http.budget.slept_seconds > 1.0
     assert elapsed > 3.0  # it had to wait for the window to reset, instead of being refused
 
@@ -193,10 +200,10 @@ def test_rate_budget_slows_down_before_a_429(sandbox, monkeypatch):
 def test_without_pacing_the_same_burst_is_refused(sandbox):
     """The control for the test above: the emulator really does refuse past the budget."""
     app = sandbox.app("webadmit")
-    app.set_knobs(rate_limit=30, rate_window=4.0)
+    app.set_knobs(rate_limit=10, rate_window=3600.0)  # one window for the whole burst, however slow the machine
     with httpx.Client() as http:
         codes = [http.get(f"{sandbox.base_url('webadmit')}/api/v1/user_identities",
-                          headers={"x-api-key": "webadmit-sandbox-key"}).status_code for _ in range(35)]
+                          headers={"x-api-key": "webadmit-sandbox-key"}).status_code for _ in range(15)]
     assert codes.count(429) == 5
 
 

@@ -7,12 +7,13 @@ A run may cover several partitions (a single-run backfill): every partition's ve
 front, the jobs are polled together, each partition is landed the moment its file is ready (while its
 download URL is fresh), jobs still running when the inline budget is spent are handed to the completion
 sensor one partition at a time, and a failed job fails the run only after every other partition is safe.
+A run of a backfill never defers: it waits for its jobs up to the export deadline (see ``_inline_budget``).
 """
 
 from __future__ import annotations
 
+import math
 import time
-import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,14 +22,24 @@ from typing import Any
 import dagster as dg
 
 from edu_assets.core import export_records as records
+from edu_assets.core import workdir
 from edu_assets.core.catalog import Catalog, Current
-from edu_assets.core.errors import EduAssetsError, ExportDeadlineExceeded, VendorJobFailed, Where
+from edu_assets.core.checks import DatasetChecks
+from edu_assets.core.errors import (
+    EduAssetsError,
+    ExportDeadlineExceeded,
+    LandingError,
+    VendorJobFailed,
+    Where,
+)
 from edu_assets.core.exports import AsyncExportAPI, ExportHandle, ExportLifecycle, JobStatus
 from edu_assets.core.http import Downloaded
 from edu_assets.core.lake import Lake, Landed
 from edu_assets.core.metadata import landed_metadata
 from edu_assets.core.naming import safe_name
 from edu_assets.core.settings import ExportSettings
+
+BACKFILL_TAG = "dagster/backfill"  # on every run a backfill launches
 
 
 @dataclass
@@ -84,6 +95,7 @@ class ExportRequest:
     extra_metadata: dict[str, Any] = field(default_factory=dict)
     land: Lander = land_csv_file
     suffix: str = ".csv"  # of the staged raw download
+    checks: DatasetChecks | None = None  # evaluated on the first landed table, for every partition it covers
 
 
 @dataclass
@@ -120,14 +132,16 @@ def materialize_exports(
     inline_wait_seconds: float | None = None,
     settings: ExportSettings | None = None,
 ) -> Iterator[dg.MaterializeResult | dg.AssetMaterialization]:
-    """Land every request's partition; a single request yields a ``MaterializeResult`` (so the asset's
-    checks run), several yield one ``AssetMaterialization`` per partition."""
+    """Land every request's partition; a single request yields a ``MaterializeResult`` (the asset's output,
+    for downstream assets), several yield one ``AssetMaterialization`` per partition. Either way each
+    landed partition's checks are evaluated right after it lands."""
     log = context.log
     settings = settings or ExportSettings.from_env()
     lifecycle = ExportLifecycle(requests[0].api, log, settings) if requests else None
-    single = sum(len(_covered(r)) for r in requests) <= 1  # one partition: outputs, so checks run
+    single = sum(len(_covered(r)) for r in requests) <= 1  # one partition: an output, for downstream assets
     started: dict[str, _Started] = {}
     failures: list[EduAssetsError] = []
+    workdir.for_run(lake.settings, context).sweep_all()  # at most hourly: the work directory stays bounded
 
     for request in requests:
         s = _start(context, request, lake)
@@ -141,7 +155,8 @@ def materialize_exports(
     assert lifecycle is not None
     if len(started) > 1:
         log.info(f"{requests[0].vendor}: waiting for {len(started)} vendor jobs together")
-    for waited in lifecycle.wait_all([(s.handle, s.request.where) for s in started.values()], inline_wait_seconds):
+    budget = _inline_budget(context, requests[0].vendor, len(started), inline_wait_seconds, settings)
+    for waited in lifecycle.wait_all([(s.handle, s.request.where) for s in started.values()], budget):
         s = started[waited.handle.job_id]
         if waited.error is not None:
             state = records.ABANDONED if isinstance(waited.error, ExportDeadlineExceeded) else records.FAILED
@@ -158,7 +173,7 @@ def materialize_exports(
         downloaded: Downloaded | None = None
         if waited.status.has_file:
             dest = lake.work_path(s.request.vendor, s.request.asset, s.request.partition,
-                                  f"{safe_name(waited.handle.job_id)}{s.request.suffix}")
+                                  workdir.attempt_name(context.run_id, s.request.suffix, safe_name(waited.handle.job_id)))
             downloaded = lifecycle.fetch(waited.handle, waited.status, dest, waited.where)
         else:
             log.info(f"{waited.where}: vendor job {waited.handle.job_id} finished with nothing to export "
@@ -175,17 +190,43 @@ def materialize_exports(
         )
 
 
+def _inline_budget(
+    context: dg.AssetExecutionContext, vendor: str, jobs: int, inline_wait_seconds: float | None,
+    settings: ExportSettings,
+) -> float | None:
+    """How long this run waits for its vendor jobs before deferring the rest to the completion sensor.
+
+    A run of a backfill (tag ``dagster/backfill``) never defers: Dagster counts a backfill's partitions only
+    from materializations by the backfill's own runs, and fails the backfill once none of its runs is
+    unfinished, so a partition landed later by a sensor-launched run would leave it red forever. It polls
+    (same capped backoff) until its jobs finish or pass the export deadline.
+    """
+    backfill = context.run.tags.get(BACKFILL_TAG)
+    if not backfill:
+        return inline_wait_seconds
+    inline = settings.inline_wait_seconds if inline_wait_seconds is None else inline_wait_seconds
+    context.log.info(
+        f"[{vendor}] this run belongs to backfill {backfill}: it waits for its {jobs} vendor job(s) beyond the "
+        f"{inline:g}s inline wait, up to the export deadline ({settings.deadline_seconds / 3600:g} h), instead of "
+        "deferring them: a backfill counts only the partitions its own runs land"
+    )
+    return math.inf
+
+
 def _start(context: dg.AssetExecutionContext, request: ExportRequest, lake: Lake) -> _Started:
     """Resume this partition's vendor job if one is on record, else ask the vendor for a new one."""
     log, where = context.log, request.where
+    workdir.for_run(lake.settings, context).sweep(lake.work_dir(request.vendor, request.asset, request.partition))
     covers = list(request.covers)
     span = [covers[0], covers[-1]] if len(covers) > 1 else None
     handle = records.resumable_handle(context, request.partition_key, span)
     if handle is not None:
         log.info(f"{where}: resuming vendor job {handle.job_id} started {handle.age() / 60:.1f} min ago")
+        records.record(context, handle, records.STARTED)  # this run waits on it now: the sensor leaves it alone
         return _Started(request, handle=handle)
     log.info(f"{where}: requesting export")
-    got = request.start(lake.work_path(request.vendor, request.asset, request.partition, f"{uuid.uuid4().hex}{request.suffix}"))
+    got = request.start(lake.work_path(request.vendor, request.asset, request.partition,
+                                       workdir.attempt_name(context.run_id, request.suffix)))
     if isinstance(got, ExportHandle):
         records.record(context, got, records.STARTED)
         log.info(f"{where}: vendor started asynchronous job {got.job_id}")
@@ -201,12 +242,15 @@ def _land(
     lake: Lake,
     catalog: Catalog,
     single: bool,
-) -> Iterator[dg.MaterializeResult | dg.AssetMaterialization]:
+) -> Iterator[Any]:
     request, log, where = s.request, context.log, s.request.where
     if downloaded is not None:
         log.info(f"{where}: downloaded {downloaded.bytes:,} bytes in {downloaded.seconds:.1f}s; landing as Parquet")
     land_started = time.monotonic()
-    tables = request.land(Landing(request, lake, downloaded, status))
+    try:
+        tables = request.land(Landing(request, lake, downloaded, status))
+    except LandingError as exc:  # its raw file is kept for inspection, for the work retention
+        raise workdir.kept_for_inspection(exc, lake.settings).with_traceback(exc.__traceback__) from None
     land_seconds = round(time.monotonic() - land_started, 3)
     for t in tables:
         log.info(f"{where}: landed {t.landed.rows:,} rows, {len(t.landed.columns)} columns at {t.landed.path}")
@@ -235,9 +279,12 @@ def _land(
         metadata["dagster/row_count"] = sum(t.landed.rows for t in tables)
     if single:
         yield dg.MaterializeResult(metadata=metadata)
-        return
-    for key in _covered(request):
-        yield dg.AssetMaterialization(asset_key=context.asset_key, partition=key, metadata=metadata)
+    else:
+        for key in _covered(request):
+            yield dg.AssetMaterialization(asset_key=context.asset_key, partition=key, metadata=metadata)
+    if request.checks is not None:
+        for key in _covered(request):
+            yield from request.checks.evaluate(lake, tables[0].landed.path, key, context.selected_asset_check_keys)
 
 
 def _covered(request: ExportRequest) -> list[str | None]:

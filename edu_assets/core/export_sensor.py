@@ -16,11 +16,20 @@ from dataclasses import dataclass, field
 
 import dagster as dg
 
+from edu_assets.core.configured import skip_unless_configured
 from edu_assets.core.errors import EduAssetsError, Where
-from edu_assets.core.export_records import HANDLE_TAG, PARTITION_RANGE, deferred_handles, landed_job_ids
+from edu_assets.core.export_records import (
+    HANDLE_TAG,
+    JOB_ID,
+    PARTITION_RANGE,
+    STARTED,
+    STATE,
+    deferred_handles,
+    landed_job_ids,
+)
 from edu_assets.core.exports import AsyncExportAPI, ExportHandle, JobState
 from edu_assets.core.redact import redact
-from edu_assets.core.settings import ExportSettings
+from edu_assets.core.settings import ExportSettings, VendorMode
 
 RANGE_START_TAG = "dagster/asset_partition_range_start"
 RANGE_END_TAG = "dagster/asset_partition_range_end"
@@ -49,6 +58,7 @@ def build_export_completion_sensor(
     vendor: str,
     asset_keys: Sequence[dg.AssetKey],
     resource_key: str,
+    mode: Callable[[], VendorMode],
     api_factory: Callable[[dg.SensorEvaluationContext], AsyncExportAPI] | None = None,
     minimum_interval_seconds: int = 30,
     default_status: dg.DefaultSensorStatus = dg.DefaultSensorStatus.RUNNING,
@@ -57,7 +67,7 @@ def build_export_completion_sensor(
 
     The vendor's API comes from ``api_factory(context)``, by default ``<resource>.client(context.log)`` of the
     resource named ``resource_key``. The per-tick budget (seconds and polls) comes from ``ExportSettings``
-    at tick time.
+    at tick time. While ``mode()`` says the vendor cannot be used, ticks skip (see ``core/configured.py``).
     """
     if api_factory is None:
         def api_factory(context: dg.SensorEvaluationContext) -> AsyncExportAPI:
@@ -74,6 +84,7 @@ def build_export_completion_sensor(
             "that partition when the job is ready (run key = vendor job id, so a job lands once)."
         ),
     )
+    @skip_unless_configured(mode)
     def _sensor(context: dg.SensorEvaluationContext, **_resources: object) -> dg.SensorResult:
         # Direct invocation passes required resources as keywords; the factory reads them from context.
         state = SensorState.load(context.cursor)
@@ -120,6 +131,10 @@ def build_export_completion_sensor(
                 if status.state is JobState.PENDING:
                     continue
                 outcome = status.state.value
+            owner = _live_owner(context.instance, handle)
+            if owner is not None:  # e.g. a backfill's run resumed it: it lands the job; stays pending meanwhile
+                context.log.info(f"{where}: vendor job {job_id} is {outcome}; run {owner} is waiting on it")
+                continue
             context.log.info(f"{where}: vendor job {job_id} is {outcome}; launching a run for that partition")
             tags = {HANDLE_TAG: handle.to_json(), "edu/vendor": vendor, "edu/trigger": name}
             partition_key = handle.partition_key
@@ -140,3 +155,25 @@ def build_export_completion_sensor(
         return dg.SensorResult(run_requests=requests, cursor=state.dump())
 
     return _sensor
+
+
+def _live_owner(instance: dg.DagsterInstance, handle: ExportHandle) -> str | None:
+    """The unfinished run that last picked up this vendor job, if any.
+
+    A run that resumes a deferred job records it as ``started`` again; while that run is alive a second run
+    for the job would land it twice, so the sensor launches none (it does once the run has ended without
+    landing the job, e.g. deferred it again).
+    """
+    filt = dg.AssetRecordsFilter(
+        asset_key=dg.AssetKey.from_user_string(handle.asset_key),
+        asset_partitions=[handle.partition_key] if handle.partition_key is not None else None,
+    )
+    for rec in instance.fetch_observations(filt, limit=20).records:  # newest first
+        obs = rec.asset_observation
+        if obs is None or JOB_ID not in obs.metadata or str(obs.metadata[JOB_ID].value) != handle.job_id:
+            continue
+        if obs.metadata[STATE].value != STARTED:
+            return None
+        run = instance.get_run_by_id(rec.run_id)
+        return rec.run_id if run is not None and not run.is_finished else None
+    return None

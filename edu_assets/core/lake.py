@@ -109,10 +109,14 @@ class Lake:
             path = path / f"{dim}={path_value(value)}"
         return path
 
+    def work_dir(self, vendor: str, asset: str, partition: Mapping[str, str]) -> Path:
+        """The directory of this partition's attempts' raw downloads (swept by :mod:`edu_assets.core.workdir`)."""
+        slug = "_".join(f"{k}={path_value(v)}" for k, v in partition.items()) or "all"
+        return self.settings.work_dir / vendor / asset / slug
+
     def work_path(self, vendor: str, asset: str, partition: Mapping[str, str], name: str) -> Path:
         """Where a raw download for this partition is staged (and kept when it cannot be landed)."""
-        slug = "_".join(f"{k}={path_value(v)}" for k, v in partition.items()) or "all"
-        path = self.settings.work_dir / vendor / asset / slug / name
+        path = self.work_dir(vendor, asset, partition) / name
         path.parent.mkdir(parents=True, exist_ok=True)
         return path
 

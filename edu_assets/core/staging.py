@@ -16,8 +16,10 @@ from json.encoder import c_make_encoder, encode_basestring  # type: ignore[attr-
 from pathlib import Path
 from typing import IO, Any
 
+from edu_assets.core import workdir
 from edu_assets.core.errors import LandingError
 from edu_assets.core.naming import safe_name
+from edu_assets.core.settings import LakeSettings
 
 
 def _row_encoder() -> Callable[[Any], str]:
@@ -42,6 +44,18 @@ class JsonStage:
         directory.mkdir(parents=True, exist_ok=True)
         self.counts: dict[str, int] = {}
         self._files: dict[str, IO[str]] = {}
+
+    @staticmethod
+    def attempt_dir(settings: LakeSettings, context: Any, *parts: str) -> Path:
+        """A new staging directory for one fetch of this run (``context``): ``<work>/<parts>/<run id>.<token>``.
+
+        Earlier attempts' directories beside it are swept first (those of runs that ended, or past the
+        retention), and the whole work directory now and then: see :mod:`edu_assets.core.workdir`."""
+        sweeper = workdir.for_run(settings, context)
+        sweeper.sweep_all()
+        parent = settings.work_dir.joinpath(*parts)
+        sweeper.sweep(parent)
+        return parent / workdir.attempt_name(context.run_id)
 
     def path(self, key: str) -> Path:
         return self.directory / f"{safe_name(key)}.jsonl"
@@ -75,14 +89,16 @@ class JsonStage:
 
 
 @contextmanager
-def staging(directory: Path) -> Iterator[JsonStage]:
-    """A stage removed afterwards, except when landing failed: then its files are what the error points to."""
+def staging(directory: Path, settings: LakeSettings | None = None) -> Iterator[JsonStage]:
+    """A stage removed afterwards, except when landing failed: then its files are what the error points to,
+    kept for the work retention (the error says how long) and then swept."""
     stage = JsonStage(directory)
     try:
         yield stage
-    except LandingError:
+    except LandingError as exc:
         stage.close(remove=False)
-        raise
+        kept = workdir.kept_for_inspection(exc, settings or LakeSettings.from_env(), directory)
+        raise kept.with_traceback(exc.__traceback__) from None
     except BaseException:
         stage.close()
         raise

@@ -55,6 +55,7 @@ class VendorApp:
     extra_prefixes: ClassVar[tuple[str, ...]] = ()
     FAULT_KINDS: ClassVar[frozenset[str]] = frozenset()
     ACTIONS: ClassVar[frozenset[str]] = frozenset()  # methods callable over POST /_sandbox/actions/<name>/<action>
+    JOB_ACTIONS: ClassVar[frozenset[str]] = frozenset({"hold_jobs", "release_jobs"})  # for vendors with jobs
     KNOBS: ClassVar[dict[str, Knob]] = {
         "latency": Knob(0.0, nonneg_float, "seconds of delay added to every request"),
     }
@@ -116,6 +117,26 @@ class VendorApp:
 
     def reset(self) -> None:
         """Forget per-run state (jobs, sessions). Knobs and cached files are kept."""
+
+    # -- ordering controls for tests (vendors with asynchronous jobs) --------------------------
+
+    def hold_jobs(self) -> dict[str, bool]:
+        """Keep this vendor's export jobs from finishing until :meth:`release_jobs`, whatever their delay.
+
+        Tests use it to order events ("the run gave up waiting, then the job finished") without a clock.
+        """
+        self._job_store().hold()
+        return {"held": True}
+
+    def release_jobs(self) -> dict[str, bool]:
+        self._job_store().release()
+        return {"held": False}
+
+    def _job_store(self) -> Any:
+        store = getattr(self, "jobs", None)
+        if store is None:
+            raise ValueError(f"{self.name} has no asynchronous jobs to hold")
+        return store
 
     def close(self) -> None:
         """Release resources (threads, temp dirs) when the server stops."""

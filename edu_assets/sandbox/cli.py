@@ -1,4 +1,4 @@
-"""Command line for the sandbox: `python -m edu_assets.sandbox [--port 8765] [--rows N] ...`.
+"""Command line for the sandbox: `./edu sandbox [--port 8765] [--rows N] ...` (or `python -m edu_assets.sandbox`).
 
 Flags are generated from the vendor apps' knobs, so a new vendor's knobs appear here without
 touching this file. Generated files are cached in ~/.cache/edu-assets/sandbox by default, so
@@ -14,10 +14,13 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from edu_assets.core.settings import SANDBOX_PORT_DEFAULT
+
 from .registry import ALL_APPS, build_apps
 from .server import SandboxServer
 
 DEFAULT_CACHE_DIR = Path("~/.cache/edu-assets/sandbox").expanduser()
+PROG = "python -m edu_assets.sandbox"
 
 
 def _knob_flags() -> dict[str, str]:
@@ -30,13 +33,15 @@ def _knob_flags() -> dict[str, str]:
     return flags
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+def parse_args(argv: list[str] | None = None, prog: str = PROG) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        prog="python -m edu_assets.sandbox",
-        description="Serve every edu-assets vendor emulator on loopback until Ctrl-C.",
+        prog=prog,
+        description="Serve every edu-assets vendor emulator on loopback until Ctrl-C or SIGTERM. Vendors "
+        "without credentials use it where EDU_SANDBOX_URL points at it (printed at start).",
     )
     parser.add_argument("--host", default="127.0.0.1", help="interface to bind (default: loopback only)")
-    parser.add_argument("--port", type=int, default=8765, help="port (0 = any free port; default 8765)")
+    parser.add_argument("--port", type=int, default=SANDBOX_PORT_DEFAULT,
+                        help=f"port (0 = any free port; default {SANDBOX_PORT_DEFAULT})")
     for name, help_text in _knob_flags().items():
         parser.add_argument(
             f"--{name.replace('_', '-')}", dest=name, default=None, metavar="VALUE", help=help_text
@@ -44,8 +49,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
+def main(argv: list[str] | None = None, prog: str = PROG) -> int:
+    args = parse_args(argv, prog)
     knobs: dict[str, Any] = {
         name: getattr(args, name) for name in _knob_flags() if getattr(args, name) is not None
     }
@@ -62,6 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     for signum in (signal.SIGINT, signal.SIGTERM):  # explicit: SIGINT may be ignored when backgrounded
         signal.signal(signum, lambda *_: stop.set())
     print(f"edu-assets sandbox on {server.url}   (faults, requests, knobs: {server.url}/_sandbox/...)")
+    print(f"to use it from Dagster or a run: export EDU_SANDBOX_URL={server.url}")
     for app in server.apps.values():
         print(app.describe())
     print("Ctrl-C to stop.", flush=True)

@@ -6,6 +6,10 @@ a job is "queued" for the first third of its `ready_after` delay, "running" unti
 passed *and* its file has been produced in the background, then "done" (or "failed"). Each
 vendor maps these phases to its own status words. Outcomes can be forced by faults so
 connectors can be tested against jobs that fail or never finish.
+
+Tests that need an order ("the run has given up waiting, *then* the job finishes") never rely on the
+delay: `JobStore.hold()` keeps every job of the store from finishing (it stays "running") until
+`release()`, whatever the clock says.
 """
 
 from __future__ import annotations
@@ -47,12 +51,15 @@ class Job:
     created: float = field(default_factory=time.monotonic)
     created_wall: float = field(default_factory=time.time)
     future: Future[Any] | None = None
+    released: threading.Event | None = None  # the store's gate: while it is clear, the job cannot finish
 
     def phase(self, now: float | None = None) -> Phase:
         elapsed = (time.monotonic() if now is None else now) - self.created
         if elapsed < self.ready_after / 3:
             return Phase.QUEUED
         if self.outcome is Outcome.HANG or elapsed < self.ready_after:
+            return Phase.RUNNING
+        if self.released is not None and not self.released.is_set():
             return Phase.RUNNING
         if self.outcome is Outcome.FAIL:
             return Phase.FAILED
@@ -76,6 +83,19 @@ class JobStore:
         self._jobs: dict[str, Job] = {}
         self._lock = threading.Lock()
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="sandbox-job")
+        self._released = threading.Event()
+        self._released.set()
+
+    def hold(self) -> None:
+        """Keep every job, existing or new, from finishing until :meth:`release` (tests order events with it)."""
+        self._released.clear()
+
+    def release(self) -> None:
+        self._released.set()
+
+    @property
+    def held(self) -> bool:
+        return not self._released.is_set()
 
     def create(
         self,
@@ -86,7 +106,7 @@ class JobStore:
         error: str = "",
         **meta: Any,
     ) -> Job:
-        job = Job(job_id, ready_after, outcome, error, dict(meta))
+        job = Job(job_id, ready_after, outcome, error, dict(meta), released=self._released)
         with self._lock:
             if job_id in self._jobs:
                 raise ValueError(f"duplicate job id {job_id!r}")
@@ -110,6 +130,7 @@ class JobStore:
     def clear(self) -> None:
         with self._lock:
             self._jobs.clear()
+        self.release()
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)

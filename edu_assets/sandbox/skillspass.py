@@ -145,6 +145,7 @@ class SkillsPassApp(VendorApp):
     name = "skillspass"
     extra_prefixes = (FILES_PREFIX,)
     FAULT_KINDS = frozenset({"job_fails", "job_never_finishes", "expire_url", *CONTENT_KINDS})
+    ACTIONS = VendorApp.JOB_ACTIONS
     KNOBS = {
         **VendorApp.KNOBS,
         "rows_per_day": Knob(

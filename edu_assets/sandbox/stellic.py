@@ -80,6 +80,7 @@ class StellicApp(VendorApp):
     name = "stellic"
     extra_prefixes = (FILES_PREFIX,)
     FAULT_KINDS = frozenset({"job_fails", "job_never_finishes", "expire_url", *CONTENT_KINDS})
+    ACTIONS = VendorApp.JOB_ACTIONS
     KNOBS = {
         **VendorApp.KNOBS,
         "rows": Knob(200, nonneg_int, "rows per export (all_appointments: per 30 days of window)"),

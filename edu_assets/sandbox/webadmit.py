@@ -135,7 +135,7 @@ class WebAdMitApp(VendorApp):
     name = "webadmit"
     extra_prefixes = (FILES_PREFIX,)
     FAULT_KINDS = frozenset({*RUN_FAULTS, "expire_url"})
-    ACTIONS = frozenset({"add_identity", "remove_identity", "add_export", "remove_export"})
+    ACTIONS = frozenset({"add_identity", "remove_identity", "add_export", "remove_export", *VendorApp.JOB_ACTIONS})
     KNOBS = {
         **VendorApp.KNOBS,
         "rows": Knob(120, nonneg_int, "applicants per generated WebAdMIT export file"),

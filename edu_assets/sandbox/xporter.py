@@ -229,7 +229,7 @@ class XporterApp(VendorApp):
     name = "xporter"
     FAULT_KINDS = frozenset({"not_ready"})
     ACTIONS = frozenset({"mutate", "set_school_status", "set_school_scopes", "expire_tokens",
-                         "expire_change_tokens"})
+                         "expire_change_tokens", "add_schools"})
     KNOBS = {
         **VendorApp.KNOBS,
         "rows": Knob(40, nonneg_int, "rows per table of a snapshot endpoint"),
@@ -327,6 +327,14 @@ class XporterApp(VendorApp):
         with self._lock:
             self._schools[estab] = school
         return copy.copy(school)
+
+    def add_schools(self, count: int, first_estab: int = 9000001) -> list[str]:
+        """Authorise ``count`` more schools with every scope (estabs ``first_estab`` on): a fleet, for
+        benchmarks of a trust's or a local authority's daily loads."""
+        estabs = [str(first_estab + i) for i in range(int(count))]
+        for estab in estabs:
+            self.add_school(estab, f"Fleet School {estab}")
+        return estabs
 
     def set_school_status(self, estab: str, status: str) -> None:
         """authorised | pending | revoked | paused. Revoking or pausing invalidates its tokens."""

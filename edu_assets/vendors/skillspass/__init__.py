@@ -16,11 +16,9 @@ from edu_assets.vendors.skillspass.sensors import (
 
 def definitions() -> dg.Definitions:
     specs = load_catalog()
-    assets, checks = build_all()
     activities = next(s for s in specs if s.name == "learning_activities")
     return dg.Definitions(
-        assets=assets,
-        asset_checks=checks,
+        assets=build_all(),
         sensors=[build_completion_sensor(specs), build_activity_discovery_sensor(asset_key(activities))],
         schedules=build_daily_schedules(specs),
         resources={"skillspass": skillspass_resource_from_env()},

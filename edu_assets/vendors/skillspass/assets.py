@@ -25,7 +25,7 @@ import dagster as dg
 
 from edu_assets.core import export_records as records
 from edu_assets.core.catalog import Current
-from edu_assets.core.checks import build_dataset_checks
+from edu_assets.core.checks import DatasetChecks, checks_only, evaluate_selected
 from edu_assets.core.errors import ConfigError, VendorHTTPError, Where
 from edu_assets.core.export_asset import ExportRequest, LandedTable, Landing, materialize_exports
 from edu_assets.core.exports import ExportHandle
@@ -168,17 +168,24 @@ def _start(client: SkillsPassClient, body: dict, where: Where, key: str, partiti
 
 def _asset_args(spec: ExportSpec, partitions_def: dg.PartitionsDefinition, partitioning: str, per: str) -> dict:
     """What every SkillsPass export asset declares; only its partitions differ."""
+    checks = build_checks(spec)
     return {
-        "key": asset_key(spec),
-        "group_name": GROUP,
+        "name": f"{VENDOR}__{spec.name}",
+        "specs": [dg.AssetSpec(
+            key=asset_key(spec),
+            group_name=GROUP,
+            partitions_def=partitions_def,
+            description=f"{spec.description}\n\nexportType `{spec.export_type}`; one partition per {per}.",
+            kinds={"skillspass", "parquet"},
+            skippable=True,  # a deferred job ends the run without a materialization
+            tags={"edu/vendor": VENDOR, "edu/partitioning": partitioning},
+            metadata={"export_type": spec.export_type, "formats": ", ".join(spec.formats),
+                      "duckdb_view": f"{VENDOR}.{spec.name}", "keys": ", ".join(spec.keys)},
+        )],
+        "check_specs": checks.specs() if checks else None,
+        "can_subset": True,  # lets a run select only the checks (the UI's "Execute check")
         "partitions_def": partitions_def,
-        "description": f"{spec.description}\n\nexportType `{spec.export_type}`; one partition per {per}.",
-        "kinds": {"skillspass", "parquet"},
         "pool": POOL,
-        "output_required": False,  # a deferred job ends the run without a materialization
-        "tags": {"edu/vendor": VENDOR, "edu/partitioning": partitioning},
-        "metadata": {"export_type": spec.export_type, "formats": ", ".join(spec.formats),
-                     "duckdb_view": f"{VENDOR}.{spec.name}", "keys": ", ".join(spec.keys)},
     }
 
 
@@ -196,12 +203,17 @@ def _materialize(
 def build_window_asset(spec: ExportSpec) -> dg.AssetsDefinition:
     key = asset_key(spec)
 
-    @dg.asset(backfill_policy=dg.BackfillPolicy.single_run(), **_asset_args(spec, DAILY, "daily_window", "UTC day"))
+    checks = build_checks(spec)
+
+    @dg.multi_asset(backfill_policy=dg.BackfillPolicy.single_run(), **_asset_args(spec, DAILY, "daily_window", "UTC day"))
     def _export(
         context: dg.AssetExecutionContext, config: SkillsPassExportConfig, skillspass: SkillsPassResource,
         lake: LakeResource,
     ) -> Iterator[dg.MaterializeResult | dg.AssetMaterialization]:
         the_lake = lake.lake()
+        if checks is not None and checks_only(context):
+            yield from evaluate_selected(context, {key: checks}, the_lake)
+            return
         where = Where(VENDOR, spec.name)
         fmt = _format(spec, config, where)
         tagged = records.tagged_handle(context)
@@ -226,6 +238,7 @@ def build_window_asset(spec: ExportSpec) -> dg.AssetsDefinition:
                 expected_columns=spec.columns if fmt == "CSV" else None,
                 current=Current(spec.keys, "window_end") if spec.keys else None,
                 land=_land_file(spec, fmt, supersede=True), suffix=f".{fmt.lower()}",
+                checks=checks if fmt == "CSV" else None,
                 extra_metadata={"window": label, "startDate": start, "endDate": end, "format": fmt},
             ))
         if len(windows) > 1 or windows[0][0] != windows[0][1]:
@@ -238,7 +251,7 @@ def build_window_asset(spec: ExportSpec) -> dg.AssetsDefinition:
 def build_interactions_asset(spec: ExportSpec) -> dg.AssetsDefinition:
     key = asset_key(spec)
 
-    @dg.asset(**_asset_args(spec, ACTIVITY_BY_DAY, "activity_x_day", "activity and UTC day"))
+    @dg.multi_asset(**_asset_args(spec, ACTIVITY_BY_DAY, "activity_x_day", "activity and UTC day"))
     def _export(
         context: dg.AssetExecutionContext, config: SkillsPassExportConfig, skillspass: SkillsPassResource,
         lake: LakeResource,
@@ -269,22 +282,23 @@ def build_interactions_asset(spec: ExportSpec) -> dg.AssetsDefinition:
     return _export
 
 
-def build_checks(spec: ExportSpec) -> list[dg.AssetChecksDefinition]:
+def build_checks(spec: ExportSpec) -> DatasetChecks | None:
     """Schema drift on the CSV exports (a window can legitimately be empty, and a change feed may repeat a
     key within a window, so no non-empty or uniqueness checks)."""
     if spec.per_activity or not spec.columns:
-        return []
+        return None
 
-    def dims(key: str | None) -> dict[str, str]:
-        return {"window_start": key or "", "window_end": key or ""}
+    def locate(lake: Lake, day: str | None) -> Path | None:
+        """The landed window file that holds ``day`` (a day is landed alone or inside a wider window)."""
+        return next((path for first, last, path in landed_windows(lake, spec)
+                     if day is not None and first <= day <= last), None)
 
-    return build_dataset_checks(asset_key(spec), VENDOR, spec.name, dims, expected_columns=spec.columns)
+    return DatasetChecks(asset_key(spec), DAILY, expected_columns=spec.columns, locate=locate)
 
 
-def build_all() -> tuple[list[dg.AssetsDefinition], list[dg.AssetChecksDefinition]]:
+def build_all() -> list[dg.AssetsDefinition]:
+    """Every export type as an asset (its checks are part of it)."""
     specs = load_catalog()
     with warnings.catch_warnings():  # single-run backfills are a deliberate choice; don't warn on every load
         warnings.filterwarnings("ignore", message=".*backfill_policy.*", category=dg.BetaWarning)
-        assets = [build_interactions_asset(s) if s.per_activity else build_window_asset(s) for s in specs]
-    return assets, [c for s in specs for c in build_checks(s)]
-
+        return [build_interactions_asset(s) if s.per_activity else build_window_asset(s) for s in specs]

@@ -31,6 +31,8 @@ class SkillsPassResource(dg.ConfigurableResource):
 
     def client(self, log: Log | None = None) -> SkillsPassClient:
         missing = [n for n in ("key", "token", "secret") if not getattr(self, n)]
+        if not self.base_url:  # not configured or half-configured: say what to set, before any request
+            skillspass_mode().require()
         if missing or not self.base_url:
             raise ConfigError(
                 Where(VENDOR), f"SkillsPass is not fully configured (missing: {', '.join(missing) or 'base URL'})",
@@ -47,12 +49,15 @@ class SkillsPassResource(dg.ConfigurableResource):
 
 
 def skillspass_resource_from_env() -> SkillsPassResource:
-    """Live when the credentials are set (read through EnvVar, so the UI shows only their names), else sandbox."""
+    """Live when the credentials are set (read through EnvVar, so the UI shows only their names), the sandbox
+    when EDU_SANDBOX_URL selects it; otherwise a resource without a base URL (see ``stellic_resource_from_env``)."""
     mode = skillspass_mode()
     common = {
         "legacy_types": (env("SKILLSPASS_LEGACY_TYPES", "0") or "0").lower() in ("1", "true", "yes"),
         "rate_per_second": env_float("SKILLSPASS_RATE_PER_SECOND", 5.0),
     }
+    if mode.error() is not None:
+        return SkillsPassResource(base_url="", key="", token="", secret="", **common)
     if mode.live:
         return SkillsPassResource(
             base_url=mode.base_url, key=dg.EnvVar("SKILLSPASS_KEY"), token=dg.EnvVar("SKILLSPASS_TOKEN"),

@@ -7,8 +7,10 @@ from pathlib import Path
 import dagster as dg
 import duckdb
 
+from edu_assets.core.configured import latest_partition_schedule, skip_unless_configured
 from edu_assets.core.export_sensor import build_export_completion_sensor
 from edu_assets.core.lake import parquet_file
+from edu_assets.core.settings import skillspass_mode
 from edu_assets.vendors.skillspass.assets import ACTIVITIES, ACTIVITY_BY_DAY, DAILY, asset_key
 from edu_assets.vendors.skillspass.catalog import ExportSpec
 from edu_assets.vendors.skillspass.client import VENDOR
@@ -22,6 +24,7 @@ def build_completion_sensor(specs: tuple[ExportSpec, ...]) -> dg.SensorDefinitio
         vendor=VENDOR,
         asset_keys=[asset_key(s) for s in specs],
         resource_key="skillspass",
+        mode=skillspass_mode,
     )
 
 
@@ -53,6 +56,7 @@ def build_activity_discovery_sensor(activities_key: dg.AssetKey) -> dg.SensorDef
         description="Discovers learning activities from landed skillspass/learning_activities and adds them "
         "as partitions of skillspass/learning_activity_interactions.",
     )
+    @skip_unless_configured(skillspass_mode)
     def _sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult:
         after = int(context.cursor or 0)
         newest, paths = after, set()
@@ -99,6 +103,7 @@ def build_daily_schedules(specs: tuple[ExportSpec, ...]) -> list[dg.ScheduleDefi
 
     @dg.schedule(cron_schedule="0 5 * * *", name="skillspass_daily_interactions_schedule", job=interactions_job,
                  execution_timezone="UTC")
+    @skip_unless_configured(skillspass_mode)
     def interactions(context: dg.ScheduleEvaluationContext) -> list[dg.RunRequest]:
         day = DAILY.get_last_partition_key(current_time=context.scheduled_execution_time)
         if day is None:
@@ -107,7 +112,6 @@ def build_daily_schedules(specs: tuple[ExportSpec, ...]) -> list[dg.ScheduleDefi
                 for a in context.instance.get_dynamic_partitions(ACTIVITIES.name)]
         return [dg.RunRequest(run_key=f"interactions-{k}", partition_key=k) for k in keys]
 
-    windows = dg.build_schedule_from_partitioned_job(
-        windows_job, hour_of_day=4, minute_of_hour=0, name="skillspass_daily_windows_schedule"
-    )
+    windows = latest_partition_schedule(windows_job, DAILY, name="skillspass_daily_windows_schedule",
+                                        mode=skillspass_mode, hour_of_day=4)
     return [windows, interactions]

@@ -12,10 +12,8 @@ from edu_assets.vendors.stellic.sensors import build_completion_sensor, build_sn
 
 def definitions() -> dg.Definitions:
     specs = load_catalog()
-    assets, checks = build_all()
     return dg.Definitions(
-        assets=assets,
-        asset_checks=checks,
+        assets=build_all(),
         sensors=[build_completion_sensor(specs)],
         schedules=[build_snapshot_schedule(specs)],
         resources={"stellic": stellic_resource_from_env()},

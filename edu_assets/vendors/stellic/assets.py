@@ -10,11 +10,12 @@ from typing import Any
 
 import dagster as dg
 
-from edu_assets.core.checks import build_dataset_checks
+from edu_assets.core.checks import DatasetChecks, checks_only, evaluate_selected
 from edu_assets.core.errors import ConfigError, Where
 from edu_assets.core.export_asset import ExportRequest, materialize_export
 from edu_assets.core.exports import ExportHandle
 from edu_assets.core.http import Downloaded
+from edu_assets.core.lake import DATA_FILE, Lake
 from edu_assets.core.resources import LakeResource
 from edu_assets.vendors.stellic.catalog import ExportSpec, build_query, load_catalog
 from edu_assets.vendors.stellic.client import VENDOR
@@ -46,23 +47,30 @@ def _partition(part: Partitioning, key: str | None) -> dict[str, str]:
 def build_export_asset(spec: ExportSpec) -> dg.AssetsDefinition:
     part = PARTITIONINGS[spec.partitioning]
     needs = ", ".join(p.name for p in spec.required_params)
+    checks = build_checks(spec)
 
-    @dg.asset(
-        key=asset_key(spec),
-        group_name=GROUP,
+    @dg.multi_asset(
+        name=f"{VENDOR}__{spec.name}",
+        specs=[dg.AssetSpec(
+            key=asset_key(spec),
+            group_name=GROUP,
+            partitions_def=part.definition,
+            description=spec.description + (f"\n\nNeeds run-config params: {needs}." if needs else ""),
+            kinds={"stellic", "parquet"},
+            skippable=True,  # a deferred async export ends the run without a materialization
+            tags={"edu/vendor": VENDOR, "edu/partitioning": spec.partitioning},
+            metadata={
+                "vendor_path": spec.path,
+                "default_flow": spec.flow,
+                "partition_column": part.dim,
+                "duckdb_view": f"{VENDOR}.{spec.name}",
+                "category": spec.category,
+            },
+        )],
+        check_specs=checks.specs(),
+        can_subset=True,  # lets a run select only the checks (the UI's "Execute check")
         partitions_def=part.definition,
-        description=spec.description + (f"\n\nNeeds run-config params: {needs}." if needs else ""),
-        kinds={"stellic", "parquet"},
         pool=POOL,
-        output_required=False,  # a deferred async export ends the run without a materialization
-        tags={"edu/vendor": VENDOR, "edu/partitioning": spec.partitioning},
-        metadata={
-            "vendor_path": spec.path,
-            "default_flow": spec.flow,
-            "partition_column": part.dim,
-            "duckdb_view": f"{VENDOR}.{spec.name}",
-            "category": spec.category,
-        },
     )
     def _export(
         context: dg.AssetExecutionContext,
@@ -70,6 +78,9 @@ def build_export_asset(spec: ExportSpec) -> dg.AssetsDefinition:
         stellic: StellicResource,
         lake: LakeResource,
     ):
+        if checks_only(context):
+            yield from evaluate_selected(context, {checks.asset_key: checks}, lake.lake())
+            return
         key = context.partition_key if context.has_partition_key else None
         where = Where(VENDOR, spec.name, key)
         if config.delivery_channel not in CHANNELS:
@@ -98,6 +109,7 @@ def build_export_asset(spec: ExportSpec) -> dg.AssetsDefinition:
             expected_columns=spec.columns,
             latest_by=part.dim if part.snapshot else None,
             extra_metadata={"request_params": ", ".join(f"{k}={v}" for k, v in query)},
+            checks=checks,
         )
         try:
             yield from materialize_export(
@@ -110,19 +122,16 @@ def build_export_asset(spec: ExportSpec) -> dg.AssetsDefinition:
     return _export
 
 
-def build_checks(spec: ExportSpec) -> list[dg.AssetChecksDefinition]:
+def build_checks(spec: ExportSpec) -> DatasetChecks:
     part = PARTITIONINGS[spec.partitioning]
-    return build_dataset_checks(
-        asset_key(spec),
-        VENDOR,
-        spec.name,
-        lambda key: _partition(part, key),
-        keys=spec.keys,
-        expect_rows=spec.expect_rows,
-        expected_columns=spec.columns,
-    )
+
+    def locate(lake: Lake, key: str | None) -> Path:
+        return lake.partition_dir(VENDOR, spec.name, _partition(part, key)) / DATA_FILE
+
+    return DatasetChecks(asset_key(spec), part.definition, keys=spec.keys, expect_rows=spec.expect_rows,
+                         expected_columns=spec.columns, locate=locate)
 
 
-def build_all() -> tuple[list[dg.AssetsDefinition], list[dg.AssetChecksDefinition]]:
-    specs = load_catalog()
-    return [build_export_asset(s) for s in specs], [c for s in specs for c in build_checks(s)]
+def build_all() -> list[dg.AssetsDefinition]:
+    """Every export of the catalog as an asset (its checks are part of it)."""
+    return [build_export_asset(s) for s in load_catalog()]

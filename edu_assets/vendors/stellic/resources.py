@@ -25,11 +25,10 @@ class StellicResource(dg.ConfigurableResource):
     _registered: bool = PrivateAttr(default=False)
 
     def client(self, log: Log | None = None) -> StellicClient:
-        if not self.base_url:
-            raise ConfigError(
-                Where(VENDOR), "STELLIC_TOKEN is set but not where your Stellic is",
-                hint="set STELLIC_INSTITUTION (https://<institution>.stellic.com) or STELLIC_BASE_URL",
-            )
+        if not self.base_url:  # not configured or half-configured: say what to set, before any request
+            stellic_mode().require()
+            raise ConfigError(Where(VENDOR), "the Stellic resource has no base URL",
+                              hint="set STELLIC_INSTITUTION or STELLIC_BASE_URL, then reload the code location")
         register_secret(self.token)
         http = VendorHTTP(
             VENDOR,
@@ -43,8 +42,12 @@ class StellicResource(dg.ConfigurableResource):
 
 
 def stellic_resource_from_env() -> StellicResource:
-    """Live when STELLIC_TOKEN is set (read through EnvVar, so the UI shows only its name), else sandbox."""
+    """Live when STELLIC_TOKEN is set (read through EnvVar, so the UI shows only its name), the sandbox when
+    EDU_SANDBOX_URL selects it; otherwise a resource without a base URL, so that the definitions load
+    before secrets exist and a run fails before any request, saying what to set."""
     mode = stellic_mode()
+    if mode.error() is not None:
+        return StellicResource(base_url="", token="")
     if mode.live:
         return StellicResource(base_url=mode.base_url, token=dg.EnvVar("STELLIC_TOKEN"))
     return StellicResource(base_url=mode.base_url, token=SANDBOX_TOKEN)

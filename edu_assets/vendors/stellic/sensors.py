@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import dagster as dg
 
+from edu_assets.core.configured import latest_partition_schedule
 from edu_assets.core.export_sensor import build_export_completion_sensor
+from edu_assets.core.settings import stellic_mode
 from edu_assets.vendors.stellic.assets import asset_key
 from edu_assets.vendors.stellic.catalog import ExportSpec
 from edu_assets.vendors.stellic.partitions import PARTITIONINGS
@@ -16,6 +18,7 @@ def build_completion_sensor(specs: tuple[ExportSpec, ...]) -> dg.SensorDefinitio
         vendor="stellic",
         asset_keys=[asset_key(s) for s in specs],  # Stellic may run any export asynchronously
         resource_key="stellic",
+        mode=stellic_mode,
     )
 
 
@@ -29,4 +32,5 @@ def build_snapshot_schedule(specs: tuple[ExportSpec, ...]) -> dg.ScheduleDefinit
         tags={"edu/vendor": "stellic"},
         description="Today's snapshot of every Stellic export that needs no user-chosen parameter.",
     )
-    return dg.build_schedule_from_partitioned_job(job, hour_of_day=5, minute_of_hour=0, name="stellic_daily_snapshots_schedule")
+    return latest_partition_schedule(job, PARTITIONINGS["snapshot"].definition, name="stellic_daily_snapshots_schedule",
+                                     mode=stellic_mode, hour_of_day=5)

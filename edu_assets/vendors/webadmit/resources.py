@@ -25,6 +25,8 @@ class WebAdmitResource(dg.ConfigurableResource):
     timeout_seconds: float = 60.0
 
     def client(self, log: Log | None = None) -> WebAdmitClient:
+        if not self.base_url:  # not configured or half-configured: say what to set, before any request
+            webadmit_mode().require()
         if not self.api_key or not self.base_url:
             raise ConfigError(Where(VENDOR), "WebAdMIT is not configured", hint="set WEBADMIT_API_KEY (and WEBADMIT_DOMAIN)")
         register_secret(self.api_key)
@@ -37,13 +39,16 @@ class WebAdmitResource(dg.ConfigurableResource):
 
 
 def webadmit_resource_from_env() -> WebAdmitResource:
-    """Live when WEBADMIT_API_KEY is set (read through EnvVar, so the UI shows only its name), else sandbox."""
+    """Live when WEBADMIT_API_KEY is set (read through EnvVar, so the UI shows only its name), the sandbox
+    when EDU_SANDBOX_URL selects it; otherwise a resource without a base URL (see ``stellic_resource_from_env``)."""
     mode = webadmit_mode()
     budget = {
         "rate_window_seconds": env_float("WEBADMIT_RATE_WINDOW_SECONDS", 3600.0),
         "rate_reserve_fraction": env_float("WEBADMIT_RATE_RESERVE_FRACTION", 0.2),
         "rate_per_second": env_float("WEBADMIT_RATE_PER_SECOND", 5.0),
     }
+    if mode.error() is not None:
+        return WebAdmitResource(base_url="", api_key="", **budget)
     if mode.live:
         return WebAdmitResource(base_url=mode.base_url, api_key=dg.EnvVar("WEBADMIT_API_KEY"), **budget)
     return WebAdmitResource(base_url=mode.base_url, api_key=SANDBOX_API_KEY, **budget)

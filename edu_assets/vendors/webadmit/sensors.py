@@ -6,8 +6,10 @@ import json
 
 import dagster as dg
 
+from edu_assets.core.configured import skip_unless_configured
 from edu_assets.core.errors import EduAssetsError, Where
 from edu_assets.core.export_sensor import build_export_completion_sensor
+from edu_assets.core.settings import webadmit_mode
 from edu_assets.vendors.webadmit.assets import EXPORT_FILES_KEY, REGISTER_KEY, TEMPLATES
 from edu_assets.vendors.webadmit.client import VENDOR
 from edu_assets.vendors.webadmit.resources import WebAdmitResource
@@ -19,6 +21,7 @@ def build_completion_sensor() -> dg.SensorDefinition:
         vendor=VENDOR,
         asset_keys=[EXPORT_FILES_KEY],
         resource_key="webadmit",
+        mode=webadmit_mode,
     )
 
 
@@ -36,6 +39,7 @@ def build_discovery_sensor() -> dg.SensorDefinition:
         asset_selection=[REGISTER_KEY],
         description="Adds and removes webadmit/export_files partitions as export templates appear and disappear.",
     )
+    @skip_unless_configured(webadmit_mode)
     def _sensor(context: dg.SensorEvaluationContext, **_resources: object) -> dg.SensorResult | dg.SkipReason:
         webadmit: WebAdmitResource = context.resources.webadmit
         client = webadmit.client(context.log)
@@ -77,6 +81,7 @@ def build_daily_schedule() -> dg.ScheduleDefinition:
     )
 
     @dg.schedule(cron_schedule="30 5 * * *", job=job, name="webadmit_daily_snapshots_schedule", execution_timezone="UTC")
+    @skip_unless_configured(webadmit_mode)
     def _schedule(context: dg.ScheduleEvaluationContext) -> list[dg.RunRequest]:
         day = context.scheduled_execution_time.date().isoformat()
         return [dg.RunRequest(run_key=f"{key}-{day}", partition_key=key)

@@ -19,11 +19,8 @@ from edu_assets.vendors.xporter.sensors import (
 
 @cache  # nothing here reads the environment at build time: build the ~200 assets once per process
 def definitions() -> dg.Definitions:
-    assets, checks = build_all()
-    monitoring, monitoring_checks = build_monitoring()
     return dg.Definitions(
-        assets=[*assets, *monitoring],
-        asset_checks=[*checks, *monitoring_checks],
+        assets=[*build_all(), *build_monitoring()],
         jobs=JOBS,
         sensors=[xporter_school_discovery],
         schedules=[xporter_daily_snapshots, xporter_current_month],

@@ -8,17 +8,19 @@ month and fetched in windows of whole months (one call per window, not per day).
 
 import hashlib
 import json
-import uuid
+import logging
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import dagster as dg
 
-from edu_assets.core.checks import build_dataset_checks
-from edu_assets.core.errors import ConfigError, Where
+from edu_assets.core.checks import DatasetChecks, checks_only, evaluate_selected
+from edu_assets.core.errors import ConfigError, EduAssetsError, Where
+from edu_assets.core.http import Log, QuietLog
 from edu_assets.core.lake import DATA_FILE, Lake, Landed, original_columns, read_state
 from edu_assets.core.metadata import landed_metadata
 from edu_assets.core.months import month_end
@@ -28,9 +30,11 @@ from edu_assets.core.staging import JsonStage, staging
 from edu_assets.vendors.xporter.auth import SchoolUnavailable
 from edu_assets.vendors.xporter.catalog import Endpoint, Table, load_catalog
 from edu_assets.vendors.xporter.client import ChangeTokenRejected, DataNotReady, FetchSummary, XporterClient
+from edu_assets.vendors.xporter.monitoring import HEALTH, SCHOOL_DATA_FRESH
 from edu_assets.vendors.xporter.partitions import (
     ESTAB,
     ESTAB_MONTH,
+    SCHOOLS_PER_RUN,
     consecutive_windows,
     dims,
     month_of,
@@ -41,6 +45,7 @@ VENDOR = "xporter"
 GROUP = "xporter"
 POOL = "xporter"
 SKIP_TAG = "edu/skipped"
+DETAIL_LOG = logging.getLogger("edu_assets.xporter")
 
 
 class XporterEndpointConfig(dg.Config):
@@ -55,6 +60,7 @@ class XporterEndpointConfig(dg.Config):
     page_concurrency: int | None = None
     not_ready_retries: int = 3  # "data not ready" (DbStatus): retry the step this many times...
     not_ready_wait_seconds: float = 300.0  # ...waiting this long in between
+    school_concurrency: int = 8  # schools fetched and landed at once when a run covers several
 
 
 def asset_key(endpoint: Endpoint, table: Table) -> dg.AssetKey:
@@ -153,13 +159,19 @@ class EndpointRun:
         self.xporter = xporter
         self.lake = lake
         self.log = context.log
+        # a school's progress lines: in the run's log for a one-school run; for a batch (25 schools x 60
+        # endpoints), in the Python logger, with one summary line per endpoint in the run's log
+        schools = {dims(k)["estab"] for k in context.partition_keys}
+        self.detail: Log = context.log if len(schools) <= 1 else QuietLog(context.log, DETAIL_LOG)
         self.expected = _selected_columns(config.select)
 
     def expected_columns(self, table: Table) -> list[str] | None:
         return self.expected or (list(table.fields) or None)
 
     def stage_dir(self, estab: str) -> Path:
-        return self.lake.settings.work_dir / VENDOR / self.endpoint.name / f"{estab}-{uuid.uuid4().hex[:8]}"
+        """A new staging directory for this run's fetch, ``work/xporter/<endpoint>/<estab>/<run id>.<token>``;
+        earlier attempts' for the school are swept first (see core/workdir.py)."""
+        return JsonStage.attempt_dir(self.lake.settings, self.context, VENDOR, self.endpoint.name, estab)
 
     # ------------------------------------------------------------------ snapshot endpoints
     def snapshot(self, client: XporterClient, estab: str, where: Where) -> list[_Outcome]:
@@ -189,9 +201,8 @@ class EndpointRun:
                       else "no change set yet" if all(not s for s in states)
                       else "a table has no Id column to apply changes by" if not keyed
                       else "parameters changed or tables out of step: starting a new change set")
-            self.log.info(f"{where}: full load with changedRows=* ({reason})")
             return self._fetch_and_land(client, estab, where, {**params, "changedRows": "*"}, mode="full",
-                                        signature=signature)
+                                        signature=signature, extra={"change_set_reason": reason})
         token = next(iter(tokens))
         try:
             return self._fetch_and_land(client, estab, where, {**params, "changedRows": token}, mode="delta",
@@ -247,7 +258,7 @@ class EndpointRun:
             size = 1
         outcomes: list[_Outcome] = []
         windows = consecutive_windows(months, size)
-        self.log.info(f"{where}: {len(months)} month(s) in {len(windows)} call(s) of up to {size} month(s)")
+        self.detail.info(f"{where}: {len(months)} month(s) in {len(windows)} call(s) of up to {size} month(s)")
         for window in windows:
             start, end = window[0], month_end(window[-1])
             with staging(self.stage_dir(estab)) as stage:
@@ -277,7 +288,7 @@ class EndpointRun:
     def skip_reason(self, estab: str) -> str | None:
         """Why this school's data for this endpoint should not be requested (None: go ahead)."""
         try:
-            register = {s.estab: s for s in self.xporter.schools(self.log)}
+            register = {s.estab: s for s in self.xporter.schools(self.log, run_id=self.context.run_id)}
         except Exception as exc:  # the register is advisory: without it, just try the endpoint
             self.log.warning(f"[xporter] could not read the school register ({exc}); not checking scopes")
             return None
@@ -295,18 +306,26 @@ class EndpointRun:
         return None
 
 
-def _emit(context: dg.AssetExecutionContext, endpoint: Endpoint, outcomes: list[_Outcome]) -> Iterator[Any]:
-    """One materialization per table and partition (a single-partition run uses outputs, so checks run)."""
+def _emit(context: dg.AssetExecutionContext, endpoint: Endpoint, outcomes: list[_Outcome],
+          checks: Mapping[dg.AssetKey, DatasetChecks], lake: Lake) -> Iterator[Any]:
+    """One materialization per table and partition (an output in a single-partition run, for downstream
+    assets), each followed by that table partition's checks.
+
+    Every table of the endpoint is landed by its one fetch, so a table the run did not select is still
+    reported as materialized (as an event, not an output)."""
     single = len(context.partition_keys) == 1
+    selected_checks = context.selected_asset_check_keys
     for o in outcomes:
         md = landed_metadata(o.landed, extra=o.extra)
         if o.landed.missing_columns:
             md["missing_columns"] = ", ".join(o.landed.missing_columns) + " (absent: scope not authorised, or renamed)"
         key = asset_key(endpoint, o.table)
-        if single:
+        if single and key in context.selected_asset_keys:
             yield dg.MaterializeResult(asset_key=key, metadata=md)
         else:
             yield dg.AssetMaterialization(asset_key=key, partition=o.partition_key, metadata=md)
+        if key in checks:
+            yield from checks[key].evaluate(lake, o.landed.path, o.partition_key, selected_checks)
 
 
 def _observe(endpoint: Endpoint, partition_keys: list[str], state: str, reason: str) -> Iterator[dg.AssetObservation]:
@@ -316,44 +335,111 @@ def _observe(endpoint: Endpoint, partition_keys: list[str], state: str, reason: 
                                       metadata={SKIP_TAG: state, "reason": reason})
 
 
+@dataclass
+class _SchoolResult:
+    """What one school's share of a run came to: landed tables, a reason it was skipped, or an error."""
+
+    estab: str
+    keys: list[str]
+    outcomes: list[_Outcome] = field(default_factory=list)
+    skipped: tuple[str, str] | None = None  # (state, reason) recorded as an observation
+    error: Exception | None = None
+
+    @property
+    def rows(self) -> int:
+        return sum(o.landed.rows for o in self.outcomes)
+
+
+def _run_school(run: EndpointRun, estab: str, months: list[str]) -> _SchoolResult:
+    """Fetch and land one school's partitions of the endpoint (runs on a worker thread)."""
+    endpoint, log = run.endpoint, run.log
+    result = _SchoolResult(estab, [f"{estab}|{m}" if m else estab for m in months])
+    where = Where(VENDOR, endpoint.name, f"school {estab}")
+    reason = run.skip_reason(estab)
+    if reason:
+        log.warning(f"{where}: skipped: {reason}")
+        result.skipped = ("skipped", reason)
+        return result
+    client = run.xporter.client(estab, run.detail)
+    try:
+        result.outcomes = run.months(client, estab, months, where) if endpoint.partitioned_by_month \
+            else run.snapshot(client, estab, where)
+    except SchoolUnavailable as exc:
+        log.warning(f"{exc}")
+        result.skipped = (exc.reason, exc.what)
+        return result
+    except Exception as exc:  # handed to the run's thread, which reports every school's failure at the end
+        result.error = exc
+        return result
+    finally:
+        client.close()
+    how = next((o.extra["change_set"] for o in result.outcomes if "change_set" in o.extra), "")
+    why = next((o.extra["change_set_reason"] for o in result.outcomes if "change_set_reason" in o.extra), "")
+    run.detail.info(f"{where}: landed {result.rows:,} rows in {len(result.outcomes)} table partition(s)"
+                    + (f"; {how}" if how else "") + (f" ({why})" if why else ""))
+    return result
+
+
 def run_endpoint(context: dg.AssetExecutionContext, endpoint: Endpoint, config: XporterEndpointConfig,
                  xporter: XporterResource, lake: LakeResource) -> Iterator[Any]:
+    """Every school of the run's partitions, ``school_concurrency`` at a time: a run covering a batch of
+    schools (a scheduled batch, a backfill) waits on the vendor for several schools at once, and each
+    school's tables are reported (and checked) as soon as that school has landed."""
+    checks = build_checks(endpoint)
+    if checks_only(context):
+        yield from evaluate_selected(context, checks, lake.lake())
+        return
     run = EndpointRun(context, endpoint, config, xporter, lake.lake())
     by_school: dict[str, list[str]] = defaultdict(list)
     for key in context.partition_keys:
         d = dims(key)
         by_school[d["estab"]].append(d.get("month", ""))
-    catalog = lake.catalog()
+    workers = max(1, min(config.school_concurrency, len(by_school)))
+    failed: list[_SchoolResult] = []
     landed_any = False
-    for estab, months in sorted(by_school.items()):
-        keys = [f"{estab}|{m}" if m else estab for m in months]
-        where = Where(VENDOR, endpoint.name, f"school {estab}")
-        reason = run.skip_reason(estab)
-        if reason:
-            context.log.warning(f"{where}: skipped: {reason}")
-            yield from _observe(endpoint, keys, "skipped", reason)
-            continue
-        client = xporter.client(estab, context.log)
-        try:
-            outcomes = run.months(client, estab, months, where) if endpoint.partitioned_by_month \
-                else run.snapshot(client, estab, where)
-        except SchoolUnavailable as exc:
-            context.log.warning(f"{exc}")
-            yield from _observe(endpoint, keys, exc.reason, exc.what)
-            continue
-        except DataNotReady as exc:
-            context.log.warning(f"{exc}")
-            yield from _observe(endpoint, keys, "not_ready", exc.what)
-            raise dg.RetryRequested(max_retries=config.not_ready_retries,
-                                    seconds_to_wait=config.not_ready_wait_seconds) from exc
-        finally:
-            client.close()
-        landed_any = landed_any or bool(outcomes)
-        context.log.info(f"{where}: landed {sum(o.landed.rows for o in outcomes):,} rows in "
-                         f"{len(outcomes)} table partition(s)")
-        yield from _emit(context, endpoint, outcomes)
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix=f"xporter-{endpoint.name}") as pool:
+        futures = [pool.submit(_run_school, run, estab, months) for estab, months in sorted(by_school.items())]
+        results: list[_SchoolResult] = []
+        for future in as_completed(futures):
+            result = future.result()
+            results.append(result)
+            if result.skipped is not None:
+                yield from _observe(endpoint, result.keys, *result.skipped)
+            elif result.error is not None:
+                if isinstance(result.error, DataNotReady):
+                    context.log.warning(f"{result.error}")
+                    yield from _observe(endpoint, result.keys, "not_ready", result.error.what)
+                failed.append(result)
+            else:
+                landed_any = landed_any or bool(result.outcomes)
+                yield from _emit(context, endpoint, result.outcomes, checks, run.lake)
     if landed_any:
-        catalog.ensure_views(VENDOR, [endpoint.asset_name(t) for t in endpoint.tables], log=context.log)
+        lake.catalog().ensure_views(VENDOR, [endpoint.asset_name(t) for t in endpoint.tables], log=context.log)
+    if len(results) > 1:
+        landed = [r for r in results if r.skipped is None and r.error is None]
+        context.log.info(
+            f"[xporter] {endpoint.name}: {len(landed)} of {len(results)} schools landed "
+            f"({sum(r.rows for r in landed):,} rows), {sum(r.skipped is not None for r in results)} skipped, "
+            f"{len(failed)} failed ({workers} at a time; each school's lines are in the edu_assets.xporter logger)")
+    _raise_for(failed, endpoint, len(by_school), config)
+
+
+def _raise_for(failed: list[_SchoolResult], endpoint: Endpoint, schools: int, config: XporterEndpointConfig) -> None:
+    """After every other school is landed: retry the step when the vendor's data was not ready, else fail
+    naming each school that failed."""
+    if not failed:
+        return
+    errors = [f.error for f in failed if f.error is not None]
+    if all(isinstance(e, DataNotReady) for e in errors):
+        raise dg.RetryRequested(max_retries=config.not_ready_retries,
+                                seconds_to_wait=config.not_ready_wait_seconds) from errors[0]
+    if len(errors) == 1:
+        raise errors[0]
+    raise EduAssetsError(
+        Where(VENDOR, endpoint.name, f"{len(failed)} of {schools} schools"),
+        "; ".join(f"school {f.estab}: {f.error}" for f in failed[:5]) + (" ..." if len(failed) > 5 else ""),
+        hint="the other schools landed; re-run the failed schools' partitions",
+    )
 
 
 def build_endpoint_asset(endpoint: Endpoint) -> dg.AssetsDefinition:
@@ -380,9 +466,12 @@ def build_endpoint_asset(endpoint: Endpoint) -> dg.AssetsDefinition:
         name=f"xporter__{endpoint.name}",
         specs=specs,
         partitions_def=partitions,
-        can_subset=False,  # one fetch lands every table of the endpoint
+        check_specs=[spec for suite in build_checks(endpoint).values() for spec in suite.specs()],
+        can_subset=True,  # a run may select only checks (the UI's "Execute check"); a fetch lands every table
         pool=POOL,
-        backfill_policy=dg.BackfillPolicy.single_run() if endpoint.partitioned_by_month else None,
+        # a backfill of many schools runs in batches (schools land concurrently inside each step)
+        backfill_policy=dg.BackfillPolicy.single_run() if endpoint.partitioned_by_month
+        else dg.BackfillPolicy.multi_run(SCHOOLS_PER_RUN),
     )
     def _endpoint(context: dg.AssetExecutionContext, config: XporterEndpointConfig, xporter: XporterResource,
                   lake: LakeResource) -> Iterator[Any]:
@@ -391,16 +480,27 @@ def build_endpoint_asset(endpoint: Endpoint) -> dg.AssetsDefinition:
     return _endpoint
 
 
-def build_checks(endpoint: Endpoint) -> list[dg.AssetChecksDefinition]:
-    checks: list[dg.AssetChecksDefinition] = []
+def build_checks(endpoint: Endpoint) -> dict[dg.AssetKey, DatasetChecks]:
+    """Each table's checks: its key is unique (where the document names one) and its columns are the
+    documented ones (WARN: a missing consent scope hides columns)."""
+    partitions = ESTAB_MONTH if endpoint.partitioned_by_month else ESTAB
+    suites = {}
     for table in endpoint.tables:
-        checks += build_dataset_checks(
-            asset_key(endpoint, table), VENDOR, endpoint.asset_name(table), dims,
-            keys=[table.key] if table.key else [], expected_columns=list(table.fields) or None,
+        if not (table.key or table.fields or asset_key(endpoint, table) == HEALTH):
+            continue
+
+        def locate(lake: Lake, key: str | None, _table: Table = table) -> Path:
+            return lake.partition_dir(VENDOR, endpoint.asset_name(_table), dims(key)) / DATA_FILE
+
+        key = asset_key(endpoint, table)
+        suites[key] = DatasetChecks(
+            key, partitions, keys=[table.key] if table.key else [], expected_columns=list(table.fields) or None,
+            locate=locate, extra=[SCHOOL_DATA_FRESH] if key == HEALTH else [],
         )
-    return checks
+    return suites
 
 
-def build_all() -> tuple[list[dg.AssetsDefinition], list[dg.AssetChecksDefinition]]:
+def build_all() -> list[dg.AssetsDefinition]:
+    """Every catalog endpoint as a multi-asset (its tables' checks are part of it)."""
     endpoints, _ = load_catalog()
-    return [build_endpoint_asset(e) for e in endpoints], [c for e in endpoints for c in build_checks(e)]
+    return [build_endpoint_asset(e) for e in endpoints]

@@ -4,7 +4,8 @@ Each school that authorises the application gets its own secret; a token minted 
 school's data and nothing else. Secrets come from the environment (``XPORTER_SCHOOL_SECRETS``, a JSON
 mapping ``{"<estab>": "<secret>"}``, and ``XPORTER_MANAGEMENT_SECRET``) and/or a secrets file
 (``XPORTER_SECRETS_FILE``: ``{"management": "...", "schools": {"<estab>": "..."}}``) that must not be
-readable by other users. With none of them set, the sandbox's published secrets are used.
+readable by other users. With none of them set and EDU_SANDBOX_URL set, the sandbox's published secrets
+are used.
 """
 
 from __future__ import annotations

@@ -1,17 +1,18 @@
 """Monitoring assets: the school register, the management endpoints, and data freshness from Health.
 
-These run with the management token (never a school's), except the Health check, which reads the
-landed ``xporter/health`` partitions of each school.
+These run with the management token (never a school's). The freshness check reads each school's landed
+``xporter/health`` partition, right after the Health endpoint lands it.
 """
 
 import uuid
+from pathlib import Path
 from typing import Any
 
 import dagster as dg
 import pyarrow.parquet as pq
 
+from edu_assets.core.checks import FileCheck
 from edu_assets.core.errors import Where
-from edu_assets.core.lake import DATA_FILE
 from edu_assets.core.metadata import landed_metadata
 from edu_assets.core.resources import LakeResource
 from edu_assets.core.settings import env_float
@@ -34,7 +35,7 @@ def _land(lake: LakeResource, name: str, partition: dict[str, str], rows: list[d
     return dg.MaterializeResult(metadata=landed_metadata(landed))
 
 
-@dg.asset(key=SCHOOLS, group_name="xporter", kinds={"xporter", "parquet"},
+@dg.asset(key=SCHOOLS, group_name="xporter", kinds={"xporter", "parquet"}, pool=VENDOR,
           description="The school register from GetXodSchools: authorised, pending and revoked schools with the "
                       "consent scopes each authorised.", tags={"edu/vendor": VENDOR})
 def xporter_schools(context: dg.AssetExecutionContext, xporter: XporterResource, lake: LakeResource) -> dg.MaterializeResult:
@@ -50,6 +51,7 @@ def build_management_asset(m: ManagementEndpoint) -> dg.AssetsDefinition:
         group_name="xporter",
         kinds={"xporter", "parquet"},
         partitions_def=ESTAB if m.per_school else None,
+        pool=VENDOR,
         description=f"{m.description} (management API `{m.path}`, management token).",
         tags={"edu/vendor": VENDOR},
     )
@@ -70,29 +72,25 @@ def build_management_asset(m: ManagementEndpoint) -> dg.AssetsDefinition:
     return _asset
 
 
-@dg.asset_check(asset=HEALTH, name="school_data_fresh",
-                description="The vendor's cache of the school's data is recent (Health: SchoolDataAgeDays).")
-def school_data_fresh(context: dg.AssetCheckExecutionContext, lake: LakeResource) -> dg.AssetCheckResult:
+def _school_data_fresh(path: Path) -> tuple[bool, dict, str | None]:
     limit = env_float("XPORTER_MAX_DATA_AGE_DAYS", 2.0)
-    estab = context.run.tags.get("dagster/partition")
-    path = lake.lake().partition_dir(VENDOR, "health", {"estab": estab or ""}) / DATA_FILE
-    if not estab or not path.exists():
-        return dg.AssetCheckResult(passed=False, metadata={"reason": f"no landed Health partition at {path}"})
     rows = pq.read_table(path).to_pylist()
     ages = [r.get("school_data_age_days") for r in rows if r.get("school_data_age_days") is not None]
     age = max((float(a) for a in ages), default=None)
     status = rows[0].get("xod_status") if rows else None
-    return dg.AssetCheckResult(
-        passed=age is not None and age <= limit,
-        severity=dg.AssetCheckSeverity.WARN,
-        metadata={"school_data_age_days": age if age is not None else -1, "limit_days": limit,
-                  "xod_status": str(status)},
-        description=None if age is not None and age <= limit else
-        f"school {estab}: the vendor's cached data is {age} days old (limit {limit}); the school's MIS agent may be down",
-    )
+    fresh = age is not None and age <= limit
+    return fresh, {"school_data_age_days": age if age is not None else -1, "limit_days": limit,
+                   "xod_status": str(status)}, \
+        None if fresh else f"the vendor's cached data is {age} days old (limit {limit}); the school's MIS agent may be down"
 
 
-def build_monitoring() -> tuple[list[dg.AssetsDefinition], list[dg.AssetChecksDefinition]]:
+SCHOOL_DATA_FRESH = FileCheck(
+    "school_data_fresh", "The vendor's cache of the school's data is recent (Health: SchoolDataAgeDays).",
+    _school_data_fresh,
+)
+"""Evaluated on each landed ``xporter/health`` partition by the step that lands it (see ``assets.build_checks``)."""
+
+
+def build_monitoring() -> list[dg.AssetsDefinition]:
     _, management = load_catalog()
-    assets: list[dg.AssetsDefinition] = [xporter_schools, *(build_management_asset(m) for m in management)]
-    return assets, [school_data_fresh]
+    return [xporter_schools, *(build_management_asset(m) for m in management)]

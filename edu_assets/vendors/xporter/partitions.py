@@ -7,6 +7,7 @@ Monthly, not daily, windows keep a trust within Dagster's comfort limit (~100,00
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 
 import dagster as dg
 
@@ -18,6 +19,28 @@ ESTAB = dg.DynamicPartitionsDefinition(name=ESTAB_PARTITIONS)
 START_MONTH = env("XPORTER_START_MONTH", "2021-09-01") or "2021-09-01"
 MONTH = dg.MonthlyPartitionsDefinition(start_date=START_MONTH, end_offset=1)
 ESTAB_MONTH = dg.MultiPartitionsDefinition({"estab": ESTAB, "month": MONTH})
+
+
+SCHOOLS_PER_RUN = 25
+"""Schools per run when many schools load at once (the daily schedule, newly discovered schools, a UI
+backfill of snapshot endpoints). One run per school costs a run's fixed overhead (a process, a definitions
+load, ~60 steps' events) per school; a run of a batch pays it once and lands its schools concurrently
+within each step (``school_concurrency``)."""
+
+RANGE_START, RANGE_END = "dagster/asset_partition_range_start", "dagster/asset_partition_range_end"
+
+
+def school_batches(estabs: Sequence[str], size: int = SCHOOLS_PER_RUN) -> list[list[str]]:
+    """``estabs`` (in the partitions' stored order) cut into consecutive batches of at most ``size``.
+
+    A batch becomes one run over a partition range, and a range of dynamic partitions is resolved in their
+    stored order, so the order must be the stored one (never sorted)."""
+    return [list(estabs[i:i + size]) for i in range(0, len(estabs), max(1, size))]
+
+
+def batch_tags(batch: Sequence[str]) -> dict[str, str]:
+    """Run tags that make one run cover the schools of ``batch`` (a partition range)."""
+    return {RANGE_START: batch[0], RANGE_END: batch[-1]}
 
 
 def dims(key: str | None) -> dict[str, str]:

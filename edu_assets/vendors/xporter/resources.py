@@ -15,7 +15,7 @@ import dagster as dg
 
 from edu_assets.core.errors import Where
 from edu_assets.core.http import Log, VendorHTTP
-from edu_assets.core.settings import env, xporter_mode
+from edu_assets.core.settings import VendorMode, env, xporter_mode
 from edu_assets.core.tokens import TokenCache
 from edu_assets.vendors.xporter.auth import MANAGEMENT, Secrets, load_secrets, mint_token
 from edu_assets.vendors.xporter.catalog import split_scopes
@@ -35,7 +35,10 @@ class School:
 
 
 class XporterResource(dg.ConfigurableResource):
-    """Xporter on Demand. Empty URLs mean: the live service when secrets are set, else the sandbox."""
+    """Xporter on Demand. Empty URLs mean: the live service when secrets are set, the sandbox when
+    EDU_SANDBOX_URL selects it. The environment is read when a client is made, not when definitions load,
+    so the code location loads with nothing configured; a client for a vendor that is not configured (or
+    half-configured) is refused before any request, with what to set."""
 
     base_url: str = ""
     sts_url: str = ""
@@ -43,21 +46,24 @@ class XporterResource(dg.ConfigurableResource):
     page_concurrency: int = 4
     rate_per_second: float = 0.0
 
+    @staticmethod
+    def _mode() -> VendorMode:
+        return xporter_mode().require()
+
     def _base(self) -> str:
         if self.base_url:
             return self.base_url.rstrip("/")
-        mode = xporter_mode()
-        return mode.base_url
+        return self._mode().base_url
 
     def _sts(self) -> str:
         if self.sts_url:
             return self.sts_url
-        if xporter_mode().live:
+        if self._mode().live:
             return env("XPORTER_STS_URL", "https://login.groupcall.com/idaas/sts/STS/GetToken") or ""
         return f"{self._base()}/idaas/sts/STS/GetToken"
 
     def secrets(self) -> Secrets:
-        return load_secrets(sandbox=not xporter_mode().live)
+        return load_secrets(sandbox=self._mode().sandboxed)
 
     def tokens(self) -> TokenCache:
         """The process-wide token cache for this service (tokens are reused across assets and runs)."""
@@ -85,24 +91,30 @@ class XporterResource(dg.ConfigurableResource):
     def management(self, log: Log | None = None) -> XporterClient:
         return XporterClient(self._base(), self.tokens(), MANAGEMENT, log=log, rate_per_second=self.rate_per_second)
 
-    def schools(self, log: Log | None = None, max_age_seconds: float = 300.0) -> list[School]:
-        """The school register (authorised, pending, revoked) from GetXodSchools, cached briefly."""
-        key = self._base()
-        cached = _register_cache.get(key)
-        if cached and time.monotonic() - cached[0] < max_age_seconds:
-            return cached[1]
-        client = self.management(log)
-        try:
-            body = client.get("api/XporterOnDemand/GetXodSchools", {"includePendingAuthorisation": "true"},
-                              Where("xporter", "GetXodSchools", "management"))
-        finally:
-            client.close()
-        schools = parse_school_register(body)
-        _register_cache[key] = (time.monotonic(), schools)
-        return schools
+    def schools(self, log: Log | None = None, max_age_seconds: float = 300.0, run_id: str | None = None) -> list[School]:
+        """The school register (authorised, pending, revoked) from GetXodSchools, cached briefly, or for
+        the whole of run ``run_id`` (one read per run, however long the run and however many steps ask)."""
+        key = (self._base(), run_id or "")
+        with _register_lock:  # one read however many schools' threads ask at once
+            cached = _register_cache.get(key)
+            if cached and (run_id or time.monotonic() - cached[0] < max_age_seconds):
+                return cached[1]
+            client = self.management(log)
+            try:
+                body = client.get("api/XporterOnDemand/GetXodSchools", {"includePendingAuthorisation": "true"},
+                                  Where("xporter", "GetXodSchools", "management"))
+            finally:
+                client.close()
+            schools = parse_school_register(body)
+            if run_id:  # a process runs one run at a time (in-process executor): keep only the latest run's
+                for stale in [k for k in _register_cache if k[1] and k[0] == key[0]]:
+                    del _register_cache[stale]
+            _register_cache[key] = (time.monotonic(), schools)
+            return schools
 
 
-_register_cache: dict[str, tuple[float, list[School]]] = {}
+_register_cache: dict[tuple[str, str], tuple[float, list[School]]] = {}
+_register_lock = threading.Lock()
 
 
 def parse_school_register(body: Any) -> list[School]:

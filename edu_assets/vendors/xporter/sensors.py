@@ -6,10 +6,19 @@ import json
 
 import dagster as dg
 
+from edu_assets.core.configured import skip_unless_configured
+from edu_assets.core.settings import xporter_mode
 from edu_assets.vendors.xporter.assets import asset_key
 from edu_assets.vendors.xporter.catalog import load_catalog
 from edu_assets.vendors.xporter.monitoring import SCHOOLS
-from edu_assets.vendors.xporter.partitions import ESTAB, ESTAB_MONTH, ESTAB_PARTITIONS
+from edu_assets.vendors.xporter.partitions import (
+    ESTAB,
+    ESTAB_MONTH,
+    ESTAB_PARTITIONS,
+    SCHOOLS_PER_RUN,
+    batch_tags,
+    school_batches,
+)
 from edu_assets.vendors.xporter.resources import XporterResource
 
 SNAPSHOT_JOB = "xporter_snapshots"
@@ -45,6 +54,7 @@ JOBS = [snapshots_job, current_month_job, register_job]
                 "partitions (and loads them at once), removes revoked ones (their landed data stays), and "
                 "refreshes xporter/schools when the register changes.",
 )
+@skip_unless_configured(xporter_mode)
 def xporter_school_discovery(context: dg.SensorEvaluationContext, xporter: XporterResource) -> dg.SensorResult:
     schools = xporter.schools(context.log, max_age_seconds=0)
     current = set(context.instance.get_dynamic_partitions(ESTAB_PARTITIONS))
@@ -61,8 +71,10 @@ def xporter_school_discovery(context: dg.SensorEvaluationContext, xporter: Xport
     today = dt.datetime.now(dt.UTC).date().isoformat()
     for estab in added:
         context.log.info(f"[xporter] new authorised school {estab}: adding its partitions and loading its snapshots")
-        requests.append(dg.RunRequest(run_key=f"new-school-{estab}-{today}", job_name=SNAPSHOT_JOB, partition_key=estab,
-                                      tags={"edu/vendor": "xporter", "edu/trigger": "school_discovery"}))
+    # the new partitions are appended in this order, so each batch is a contiguous range of them
+    for batch in school_batches(added):
+        requests.append(_snapshot_request(f"new-schools-{batch[0]}-{batch[-1]}-{today}", batch,
+                                          {"edu/trigger": "school_discovery"}))
     for estab in removed:
         context.log.info(f"[xporter] school {estab} revoked access: no longer scheduled; its landed data is kept")
     dynamic: list[dg.AddDynamicPartitionsRequest | dg.DeleteDynamicPartitionsRequest] = []
@@ -75,16 +87,27 @@ def xporter_school_discovery(context: dg.SensorEvaluationContext, xporter: Xport
 
 @dg.schedule(job_name=SNAPSHOT_JOB, cron_schedule="0 6 * * *", execution_timezone="Europe/London",
              default_status=dg.DefaultScheduleStatus.STOPPED,
-             description="Every school's snapshot endpoints, daily after the vendor's nightly refresh.")
+             description="Every school's snapshot endpoints, daily after the vendor's nightly refresh, in runs of "
+                         f"up to {SCHOOLS_PER_RUN} schools each.")
+@skip_unless_configured(xporter_mode)
 def xporter_daily_snapshots(context: dg.ScheduleEvaluationContext) -> list[dg.RunRequest]:
     day = context.scheduled_execution_time.date().isoformat()
-    return [dg.RunRequest(run_key=f"{day}-{estab}", partition_key=estab)
-            for estab in sorted(context.instance.get_dynamic_partitions(ESTAB_PARTITIONS))]
+    return [_snapshot_request(f"{day}-{batch[0]}-{batch[-1]}", batch)
+            for batch in school_batches(context.instance.get_dynamic_partitions(ESTAB_PARTITIONS))]
+
+
+def _snapshot_request(run_key: str, batch: list[str], tags: dict[str, str] | None = None) -> dg.RunRequest:
+    """One snapshot run for a batch of schools: a single school is its partition, several a range."""
+    common = {"edu/vendor": "xporter", "edu/schools": str(len(batch)), **(tags or {})}
+    if len(batch) == 1:
+        return dg.RunRequest(run_key=run_key, job_name=SNAPSHOT_JOB, partition_key=batch[0], tags=common)
+    return dg.RunRequest(run_key=run_key, job_name=SNAPSHOT_JOB, tags={**common, **batch_tags(batch)})
 
 
 @dg.schedule(job_name=CURRENT_MONTH_JOB, cron_schedule="30 6 * * *", execution_timezone="Europe/London",
              default_status=dg.DefaultScheduleStatus.STOPPED,
              description="Every school's date-range endpoints for the current month, daily.")
+@skip_unless_configured(xporter_mode)
 def xporter_current_month(context: dg.ScheduleEvaluationContext) -> list[dg.RunRequest]:
     moment = context.scheduled_execution_time
     day, month = moment.date().isoformat(), moment.date().replace(day=1).isoformat()
