@@ -61,3 +61,37 @@ def test_deploy_instance_on_postgres_runs_the_async_lifecycle(pg, tmp_path, monk
         assert len(materializations(instance, "permissions")) == 1
         assert len(requests_to(sandbox, "export_data/permissions")) == 1
         assert sensor_tick(defs, instance, "stellic_export_completion", cursor).run_requests == []
+
+
+def test_runs_submitted_at_once_register_their_pool_once(pg, tmp_path, monkeypatch):
+    """A sensor or a backfill submits runs concurrently; each registers its pools. On PostgreSQL the
+    storage's check-then-insert races, and the loser's unique-key violation used to fail its launch."""
+    import threading
+
+    from edu_assets.core.run_queue import _register
+
+    home = tmp_path / "home"
+    home.mkdir()
+    shutil.copy(ROOT / "deploy" / "dagster.yaml", home / "dagster.yaml")
+    for k, v in {"EDU_PG_HOST": pg.host, "EDU_PG_PORT": str(pg.port), "EDU_PG_USER": pg.user,
+                 "EDU_PG_PASSWORD": pg.password, "EDU_PG_DB": pg.db}.items():
+        monkeypatch.setenv(k, v)
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        storage = instance.event_log_storage
+        for attempt in range(5):  # a race: several rounds of 8 submitters on fresh pools
+            pool, start, errors = f"race_{attempt}", threading.Barrier(8), []
+
+            def submit(pool: str = pool, start: threading.Barrier = start, errors: list = errors) -> None:
+                start.wait()
+                try:
+                    _register(storage, pool)
+                except Exception as exc:
+                    errors.append(exc)
+
+            threads = [threading.Thread(target=submit) for _ in range(8)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            assert errors == []
+            assert storage.get_concurrency_info(pool).slot_count == 2

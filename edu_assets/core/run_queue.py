@@ -10,7 +10,10 @@ every launch path does (UI, sensors, schedules, backfills), closes that window.
 
 from __future__ import annotations
 
+from typing import Any
+
 import dagster as dg
+import sqlalchemy.exc
 from dagster._core.run_coordinator import QueuedRunCoordinator, SubmitRunContext
 
 
@@ -24,5 +27,21 @@ class PoolRegisteringRunCoordinator(QueuedRunCoordinator):
         if (run.run_op_concurrency and storage.supports_global_concurrency_limits
                 and self._instance.global_op_concurrency_default_limit is not None):
             for pool in sorted(run.run_op_concurrency.all_pools or ()):
-                storage.initialize_concurrency_limit_to_default(pool)
+                _register(storage, pool)
         return super().submit_run(context)
+
+
+def _register(storage: Any, pool: str) -> None:
+    """Register ``pool`` at the default limit. Runs are submitted concurrently (a sensor's runs, a
+    backfill's), and the storage checks then inserts: on PostgreSQL the loser of that race gets a
+    unique-key violation (or the aborted transaction it leaves) for a pool that now exists, which is the
+    outcome wanted, not a failed launch."""
+    for attempt in range(3):
+        try:
+            storage.initialize_concurrency_limit_to_default(pool)
+            return
+        except sqlalchemy.exc.DBAPIError:  # unique-key violation, or the transaction it aborted
+            if pool in storage.get_concurrency_keys():
+                return
+            if attempt == 2:
+                raise
