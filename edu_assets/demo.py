@@ -158,7 +158,8 @@ def run_xporter_demo(instance: dg.DagsterInstance, defs: dg.Definitions, *, echo
 
     run("xporter register and management endpoints", unpartitioned, None)
     for estab in schools:
-        run(f"xporter snapshot endpoints, school {estab}", [*snapshot, *per_school], estab)
+        run(f"xporter snapshot endpoints, school {estab}", snapshot, estab)
+        run(f"xporter management endpoints, school {estab}", per_school, estab)
         run(f"xporter date-range endpoints, school {estab}, {first:%Y-%m}..{today:%Y-%m}", monthly, None,
             {"dagster/asset_partition_range_start": f"{estab}|{first.isoformat()}",
              "dagster/asset_partition_range_end": f"{estab}|{today.isoformat()}"})
