@@ -166,9 +166,9 @@ def _start(client: SkillsPassClient, body: dict, where: Where, key: str, partiti
     return start
 
 
-def _asset_args(spec: ExportSpec, partitions_def: dg.PartitionsDefinition, partitioning: str, per: str) -> dict:
-    """What every SkillsPass export asset declares; only its partitions differ."""
-    checks = build_checks(spec)
+def _asset_args(spec: ExportSpec, partitions_def: dg.PartitionsDefinition, partitioning: str, per: str,
+                checks: DatasetChecks | None = None) -> dict:
+    """What every SkillsPass export asset declares; only its partitions (and checks) differ."""
     return {
         "name": f"{VENDOR}__{spec.name}",
         "specs": [dg.AssetSpec(
@@ -205,7 +205,7 @@ def build_window_asset(spec: ExportSpec) -> dg.AssetsDefinition:
 
     checks = build_checks(spec)
 
-    @dg.multi_asset(backfill_policy=dg.BackfillPolicy.single_run(), **_asset_args(spec, DAILY, "daily_window", "UTC day"))
+    @dg.multi_asset(backfill_policy=dg.BackfillPolicy.single_run(), **_asset_args(spec, DAILY, "daily_window", "UTC day", checks))
     def _export(
         context: dg.AssetExecutionContext, config: SkillsPassExportConfig, skillspass: SkillsPassResource,
         lake: LakeResource,

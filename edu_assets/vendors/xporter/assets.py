@@ -381,11 +381,11 @@ def _run_school(run: EndpointRun, estab: str, months: list[str]) -> _SchoolResul
 
 
 def run_endpoint(context: dg.AssetExecutionContext, endpoint: Endpoint, config: XporterEndpointConfig,
-                 xporter: XporterResource, lake: LakeResource) -> Iterator[Any]:
+                 xporter: XporterResource, lake: LakeResource,
+                 checks: Mapping[dg.AssetKey, DatasetChecks]) -> Iterator[Any]:
     """Every school of the run's partitions, ``school_concurrency`` at a time: a run covering a batch of
     schools (a scheduled batch, a backfill) waits on the vendor for several schools at once, and each
     school's tables are reported (and checked) as soon as that school has landed."""
-    checks = build_checks(endpoint)
     if checks_only(context):
         yield from evaluate_selected(context, checks, lake.lake())
         return
@@ -445,6 +445,7 @@ def _raise_for(failed: list[_SchoolResult], endpoint: Endpoint, schools: int, co
 def build_endpoint_asset(endpoint: Endpoint) -> dg.AssetsDefinition:
     partitions = ESTAB_MONTH if endpoint.partitioned_by_month else ESTAB
     guessed = endpoint.path_confidence != "known_public_client"
+    checks = build_checks(endpoint)  # declared on the asset and evaluated by its runs: built once
     specs = [
         dg.AssetSpec(
             key=asset_key(endpoint, table),
@@ -466,7 +467,7 @@ def build_endpoint_asset(endpoint: Endpoint) -> dg.AssetsDefinition:
         name=f"xporter__{endpoint.name}",
         specs=specs,
         partitions_def=partitions,
-        check_specs=[spec for suite in build_checks(endpoint).values() for spec in suite.specs()],
+        check_specs=[spec for suite in checks.values() for spec in suite.specs()],
         can_subset=True,  # a run may select only checks (the UI's "Execute check"); a fetch lands every table
         pool=POOL,
         # a backfill of many schools runs in batches (schools land concurrently inside each step)
@@ -475,7 +476,7 @@ def build_endpoint_asset(endpoint: Endpoint) -> dg.AssetsDefinition:
     )
     def _endpoint(context: dg.AssetExecutionContext, config: XporterEndpointConfig, xporter: XporterResource,
                   lake: LakeResource) -> Iterator[Any]:
-        yield from run_endpoint(context, endpoint, config, xporter, lake)
+        yield from run_endpoint(context, endpoint, config, xporter, lake, checks)
 
     return _endpoint
 
