@@ -4,9 +4,13 @@ Each contender runs in its own child process so its peak RSS is its own (``ru_ma
 CSV megabytes per second of wall time. Ratios are against DuckDB's CSV→Parquet ``COPY`` of the same file,
 measured in the same run (machines are noisy: compare ratios, not absolute times).
 
-    python bench/land_bench.py [--rows 7000000] [--repeat 1]
+    python bench/land_bench.py [--rows 7000000] [--repeat 1] [--no-s3]
 
 Targets (issue #2): landing ≥ 0.7x DuckDB's copy throughput, landing peak RSS < 400 MB.
+
+The landing also runs with the lake on object storage (``EDU_LAKE_ROOT=s3://...``, issue #16) against a real
+S3 server (moto, started here on loopback, sharing the machine's cores) and is compared with the same local
+DuckDB ``COPY``: the object-store landing adds the upload of the Parquet file and the pointer's publication.
 """
 
 from __future__ import annotations
@@ -76,6 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, default=7_000_000, help="rows in the export (7M ≈ 1 GB)")
     parser.add_argument("--repeat", type=int, default=1)
+    parser.add_argument("--no-s3", action="store_true", help="skip the landing to the object-store lake")
     args = parser.parse_args(argv)
 
     from edu_assets.sandbox import start_sandbox
@@ -85,6 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     server = start_sandbox(port=0, cache_dir=str(work / "cache"))
     server.app("stellic").set_knobs(rows_by_type={EXPORT: args.rows}, sync_row_limit=10**9)
     today = dt.datetime.now(dt.UTC).date().isoformat()
+    s3 = None
     try:
         # Generate (and cache) the export once, outside the timings; keep a copy for the baselines.
         csv_path = work / "export.csv"
@@ -100,9 +106,19 @@ def main(argv: list[str] | None = None) -> int:
 
         env = {"EDU_SANDBOX_URL": server.url, "EDU_DATA_DIR": str(work / "data"), "EDU_EXPORT_INLINE_WAIT_SECONDS": "600"}
         results: dict[str, list[dict]] = {"landing (edu-assets)": [], "pandas read_csv+to_parquet": [], "duckdb COPY": []}
+        env_s3: dict[str, str] = {}
+        if not args.no_s3:
+            from edu_assets_tests.s3server import start_s3_server
+
+            s3 = start_s3_server()
+            s3.create_bucket("edu-bench")
+            env_s3 = {**env, **s3.env(), "EDU_LAKE_ROOT": "s3://edu-bench/lake", "EDU_DATA_DIR": str(work / "data-s3")}
+            results["landing to s3 (moto)"] = []
         for _ in range(args.repeat):
             results["duckdb COPY"].append(_child(CHILD_DUCKDB, str(csv_path), str(work / "duck.parquet")))
             results["landing (edu-assets)"].append(_child(CHILD_LANDING, EXPORT, today, env=env))
+            if env_s3:
+                results["landing to s3 (moto)"].append(_child(CHILD_LANDING, EXPORT, today, env=env_s3))
             results["pandas read_csv+to_parquet"].append(_child(CHILD_PANDAS, str(csv_path), str(work / "pd.parquet")))
 
         best = {k: min(v, key=lambda r: r["wall"]) for k, v in results.items()}
@@ -130,9 +146,16 @@ def main(argv: list[str] | None = None) -> int:
               f"landing peak RSS = {landing['rss_mb']:.0f} MB (target < 400): {'MET' if ok else 'NOT MET'}")
         print("(landing = HTTP download from the sandbox + size check + sha256 + DuckDB CSV->Parquet + atomic replace + "
               "catalog view, inside a real Dagster run; baselines start from the already-downloaded file)")
+        if env_s3:
+            remote = best["landing to s3 (moto)"]
+            print(f"object-store landing throughput = {(size_mb / remote['wall']) / base:.2f}x DuckDB's copy to local "
+                  f"disk (CSV->Parquet {remote['land_s']:.2f}s, which now includes the upload and the pointer; "
+                  f"peak RSS {remote['rss_mb']:.0f} MB)")
         return 0
     finally:
         server.stop()
+        if s3 is not None:
+            s3.stop()
         import shutil
 
         shutil.rmtree(work, ignore_errors=True)

@@ -11,6 +11,7 @@ from typing import Any
 import dagster as dg
 
 from edu_assets.core.executor import EXECUTOR
+from edu_assets.core.inputs import INPUT_MANAGER_KEY, LakeInputManager
 from edu_assets.core.resources import LakeResource
 from edu_assets.vendors import skillspass, stellic, webadmit, xporter
 
@@ -34,7 +35,9 @@ def build_definitions() -> dg.Definitions:
         xporter.definitions(),
         skillspass.definitions(),
         webadmit.definitions(),
-        dg.Definitions(resources={"lake": LakeResource.from_env()}, executor=EXECUTOR),
+        # "lake_input" loads landed partitions into a user's own assets (core/inputs.py: landed(...))
+        dg.Definitions(resources={"lake": LakeResource.from_env(), INPUT_MANAGER_KEY: LakeInputManager()},
+                       executor=EXECUTOR),
     )
 
 

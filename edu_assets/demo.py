@@ -8,6 +8,7 @@ get the catalog's example value when the vendor is sandboxed; against a live ven
 
 from __future__ import annotations
 
+import datetime as dt
 import time
 from collections import defaultdict
 from collections.abc import Iterable
@@ -95,6 +96,35 @@ def run_stellic_demo(instance: dg.DagsterInstance, defs: dg.Definitions, *, echo
             rows = f"{o.rows:>8,} rows" if o.rows is not None else " " * 13
             echo(f"  {mark} {o.key:<45} {kind:>15}={partition:<22} {rows}  {o.detail}")
         echo(f"       ({len(keys)} asset(s) in {elapsed:.1f}s)")
+    return outcomes + run_stellic_partner_demo(instance, defs, echo=echo)
+
+
+def run_stellic_partner_demo(instance: dg.DagsterInstance, defs: dg.Definitions, *, echo=print,
+                             max_students: int = 20) -> list[Outcome]:
+    """The partner API reads, today: the student list first, then each per-student read's demo partitions
+    (catalog ``demo``) over the list's first ``max_students`` students, one run each."""
+    from edu_assets.vendors.stellic.catalog import load_partner_reads
+    from edu_assets.vendors.stellic.partitions import today
+    from edu_assets.vendors.stellic.partner import partition_key, read_key
+
+    outcomes: list[Outcome] = []
+    for spec in sorted(load_partner_reads()[0], key=lambda r: r.kind != "bulk"):  # the list before its readers
+        config = {"max_students": max_students} if spec.kind == "per_student" else {}
+        for view in spec.demo:
+            key, partition = read_key(spec), str(partition_key(spec, view, today().isoformat()))
+            started = time.monotonic()
+            result = dg.materialize(
+                selection_for(defs, [key]), partition_key=partition, instance=instance, resources=defs.resources,
+                run_config={"ops": {_op_for(defs, key): {"config": config}},
+                            "loggers": {"console": {"config": {"log_level": "ERROR"}}}},
+                tags={"edu/vendor": "stellic", "edu/trigger": "demo"}, raise_on_error=False,
+            )
+            (o,) = _outcomes(result, [key], partition, defs)
+            outcomes.append(o)
+            mark = {"landed": "ok  ", "deferred": "wait", "failed": "FAIL"}.get(o.status, o.status)
+            rows = f"{o.rows:>8,} rows" if o.rows is not None else " " * 13
+            echo(f"  {mark} {o.key:<45} {spec.dim:>15}={partition:<22} {rows}  {o.detail}"
+                 f"  ({time.monotonic() - started:.1f}s)")
     return outcomes
 
 
@@ -130,22 +160,30 @@ def _op_for(defs: dg.Definitions, key: dg.AssetKey) -> str:
 
 def run_xporter_demo(instance: dg.DagsterInstance, defs: dg.Definitions, *, echo=print, months: int = 2) -> list[Outcome]:
     """Discover schools as the sensor would, then per school: every snapshot endpoint in one run and the last
-    ``months`` months of every date-range endpoint in one run; plus the register and management assets."""
+    ``months`` months of every date-range endpoint in one run (the per-student and per-staff ones fan out over
+    the people the snapshots landed); then, as the filter-discovery sensor would, the lookups' values become
+    partitions and each filtered job lands one partition per school (its first value, the current school
+    year, the key stages); plus the register and management assets. Assessment Results, whose filter a
+    person chooses in run config, is left out (as the schedules leave it out)."""
     from edu_assets.vendors.xporter.assets import asset_key as xkey
-    from edu_assets.vendors.xporter.catalog import load_catalog as load_xporter
     from edu_assets.vendors.xporter.monitoring import SCHOOLS
     from edu_assets.vendors.xporter.partitions import ESTAB_PARTITIONS
+    from edu_assets.vendors.xporter.sensors import by_partitioning as scheduled
+    from edu_assets.vendors.xporter.sensors import current_value, xporter_filter_discovery
 
     xporter = defs.resources["xporter"]
     schools = [s.estab for s in xporter.schools() if s.status == "authorised"]
     instance.add_dynamic_partitions(ESTAB_PARTITIONS, schools)
-    endpoints, _ = load_xporter()
+    by_partitioning = scheduled()  # scheduled endpoints only: no test endpoint, no run-config filter
     repo_keys = set(defs.get_repository_def().assets_defs_by_key)
     monitoring = [k for k in repo_keys if k.path[0] == "xporter" and (k == SCHOOLS or k.path[1].startswith("management_"))]
     unpartitioned = [k for k in monitoring if defs.get_assets_def(k).partitions_def is None]
     per_school = [k for k in monitoring if k not in unpartitioned]
-    snapshot = [xkey(e, t) for e in endpoints if not e.partitioned_by_month and not e.diagnostic for t in e.tables]
-    monthly = [xkey(e, t) for e in endpoints if e.partitioned_by_month and not e.diagnostic for t in e.tables]
+
+    def keys_of(name: str) -> list[dg.AssetKey]:
+        return [xkey(e, t) for e in by_partitioning.get(name, (None, []))[1] for t in e.tables]
+
+    snapshot, monthly = keys_of("estab"), keys_of("estab_month")
     window = last_months(months)
     first, today = window[0], window[-1]
     echo(f"\nxporter: {len(schools)} authorised school(s): {', '.join(schools)}")
@@ -163,6 +201,29 @@ def run_xporter_demo(instance: dg.DagsterInstance, defs: dg.Definitions, *, echo
         run(f"xporter date-range endpoints, school {estab}, {first:%Y-%m}..{today:%Y-%m}", monthly, None,
             {"dagster/asset_partition_range_start": f"{estab}|{first.isoformat()}",
              "dagster/asset_partition_range_end": f"{estab}|{today.isoformat()}"})
+    # the filter-discovery sensor's tick: the lookups the snapshots landed become partitions
+    tick = xporter_filter_discovery(dg.build_sensor_context(instance=instance, definitions=defs))
+    for request in getattr(tick, "dynamic_partitions_requests", None) or []:
+        if isinstance(request, dg.AddDynamicPartitionsRequest):
+            instance.add_dynamic_partitions(request.partitions_def_name, list(request.partition_keys))
+    moment = dt.datetime.now(dt.UTC)
+    for name, (partitioning, _) in sorted(by_partitioning.items()):
+        if name in ("estab", "estab_month"):
+            continue
+        for estab in schools:
+            if partitioning.per_school_values:
+                values = [k for k in instance.get_dynamic_partitions(partitioning.dynamic_name)
+                          if k.startswith(f"{estab}:")]
+                if not values:
+                    echo(f"  skip xporter {name}, school {estab}: its lookup published no values")
+                    continue
+                partition = (str(dg.MultiPartitionKey({str(partitioning.dimension): values[0], "month": today.isoformat()}))
+                             if partitioning.monthly else values[0])
+            else:
+                second = current_value(partitioning, moment)
+                assert second is not None
+                partition = str(dg.MultiPartitionKey({"estab": estab, str(partitioning.dimension): second[0]}))
+            run(f"xporter endpoints by {name}, school {estab}", keys_of(name), partition)
     return outcomes
 
 

@@ -29,6 +29,7 @@ HOLD_XPORTER = {"concurrency": {"runs": {"tag_concurrency_limits": [
 ]}}}
 
 
+@pytest.mark.timeout(900)  # a daemon and its runs: its own waits bound it
 @pytest.mark.skipif(not DAEMON.exists(), reason="dagster-daemon is not installed next to this interpreter")
 def test_daemon_finishes_a_deferred_export_and_discovers_schools(tmp_path, sandbox, lake_env):
     from edu_assets_tests.daemon_location import defs
@@ -45,8 +46,8 @@ def test_daemon_finishes_a_deferred_export_and_discovers_schools(tmp_path, sandb
         (run,) = stack.wait_for(
             lambda: [r for r in _sensor_runs(instance, "stellic_export_completion") if r.is_finished], 150,
             "the completion sensor's run to finish")
-        snapshots = stack.wait_for(lambda: _submitted(instance, _runs(instance, "xporter_snapshots"), AUTHORISED), 60,
-                                   "the discovery sensor to queue the schools' snapshot runs")
+        snapshots = stack.wait_for(lambda: _submitted(instance, _runs(instance, "xporter_snapshots"), AUTHORISED), 180,
+                                   "the discovery sensor to queue the schools' snapshot runs")  # a loaded machine's ticks
 
         # the completion sensor's run resumed the deferred vendor job: one job, one materialization
         (mat,) = materializations(instance, "audit_requirements")

@@ -84,6 +84,8 @@ class PoolWatch:
         return sampled
 
 
+# A daemon, a webserver and a dozen runs: minutes on a busy machine, bounded by its own waits, not the default.
+@pytest.mark.timeout(900)
 @pytest.mark.skipif(not (DAEMON.exists() and WEBSERVER.exists()), reason="dagster-daemon/-webserver not installed")
 def test_ui_launches_respect_pools_survive_a_crash_and_backfills_end_green(tmp_path, sandbox, lake_env):
     stellic, skillspass = sandbox.app("stellic"), sandbox.app("skillspass")
@@ -240,7 +242,7 @@ def _job_of(instance: dg.DagsterInstance, asset: str, partition: str) -> str:
 
 
 def _polled_stellic_jobs(sandbox: Any) -> set[str]:
-    return {r["query"]["file_name"][0] for r in requests_to(sandbox, "/stellic/exports/get_export_url")}
+    return {r["query"]["file_name"][0] for r in requests_to(sandbox, "/stellic/partnerapi/v1/exports/get_export_url")}
 
 
 def _polled_past_inline_wait(sandbox: Any) -> bool:

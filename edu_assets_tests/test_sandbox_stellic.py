@@ -6,6 +6,7 @@ import csv
 import io
 import json
 import re
+import threading
 import time
 from urllib.parse import parse_qs, urlsplit
 
@@ -17,6 +18,8 @@ from edu_assets.sandbox.stellic import EXPORTS, KEYS, READONLY_TOKEN, SANDBOX_TO
 from edu_assets_tests.helpers import age_job, clean_sandbox
 
 SECRET = "stellic-SECRET-abc123"
+PARTNER = "/partnerapi/v1"  # the partner API's one base (partner API document L25-27)
+STATUS = f"{PARTNER}/exports/get_export_url"  # in its Exports section (L2062)
 AUTH = {"Authorization": f"Bearer {SECRET}"}
 READY_AFTER = 0.3
 
@@ -75,24 +78,31 @@ def parse_csv(body: bytes) -> tuple[list[str], list[dict[str, str]]]:
     return list(reader.fieldnames or []), rows
 
 
-def poll(client: httpx.Client, file_name: str, timeout: float = 60) -> tuple[dict, list[str]]:
+def poll(
+    client: httpx.Client,
+    file_name: str,
+    timeout: float = 60,
+    final: tuple[str, ...] = ("completed", "failed"),
+) -> tuple[dict, list[str]]:
     """Poll get_export_url until a final status; returns the last body and every status seen."""
     seen: list[str] = []
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        body = client.get("/exports/get_export_url", params={"file_name": file_name}).json()
+        body = client.get(STATUS, params={"file_name": file_name}).json()
         seen.append(body["status"])
-        if body["status"] in ("completed", "failed"):
+        if body["status"] in final:
             return body, seen
         time.sleep(0.03)
     raise AssertionError(f"export {file_name} not finished after {timeout}s; saw {seen[-3:]}")
 
 
-def run_async(client: httpx.Client, data_type: str, **params) -> tuple[str, dict]:
+def run_async(
+    client: httpx.Client, data_type: str, final: tuple[str, ...] = ("completed", "failed"), **params
+) -> tuple[str, dict]:
     response = export(client, data_type, channel="s3", **params)
     assert response.status_code == 200, response.text
     file_name = response.json()["data"]["file_name"]
-    body, _ = poll(client, file_name)
+    body, _ = poll(client, file_name, final=final)
     return file_name, body
 
 
@@ -117,7 +127,7 @@ def test_wrong_token_is_401_and_listed_tokens_work(sandbox):
 
 
 def test_readonly_token_is_403(sandbox):
-    url = sandbox.base_url("stellic") + "/exports/get_export_url?file_name=x.csv"
+    url = sandbox.base_url("stellic") + STATUS + "?file_name=x.csv"
     response = httpx.get(url, headers={"Authorization": f"Bearer {READONLY_TOKEN}"})
     assert response.status_code == 403
     assert "priveleges" in response.json()["errors"][0]["message"]
@@ -166,11 +176,112 @@ def test_data_is_messy_like_real_exports(client, app):
     assert {row["Applied for Graduation"] for row in students} == {"True", "False"}
 
 
-def test_partner_engagement_score_matches_bulk_export(client):
-    partner = client.get("/partnerapi/v1/exports/engagement_score")
+def test_partner_engagement_score_is_the_bulk_export_in_the_documents_csv_shape(client):
+    partner = client.get(f"{PARTNER}/exports/engagement_score")
     assert partner.status_code == 200
     assert partner.headers["content-type"].startswith("text/csv")
-    assert partner.content == export(client, "engagement_score").content
+    lines = partner.text.split("\r\n")
+    assert lines[0] == "Username, ID, Engagement Score"  # as the document samples it (L2097-2101)
+    bulk = export(client, "engagement_score").text.split("\r\n")
+    assert lines == [line.replace(",", ", ") for line in bulk]
+
+
+# -- partner API: only the documented paths, in the document's shapes ------------------------------
+
+
+def test_get_export_url_is_served_under_the_partner_base_only(client):
+    file_name = export(client, "permissions", channel="s3").json()["data"]["file_name"]
+    assert client.get(STATUS, params={"file_name": file_name}).status_code == 200
+    root = client.get("/exports/get_export_url", params={"file_name": file_name})
+    assert root.status_code == 404  # no alias at the host root: a client polling there must notice
+
+
+def test_final_status_word_is_a_knob(client, app):
+    app.set_knobs(final_status="generated")
+    _, body = run_async(client, "permissions", final=("generated", "failed"))
+    assert body["status"] == "generated" and body["url"].startswith("http")
+
+
+def students(client) -> list[str]:
+    response = client.get(
+        f"{PARTNER}/student/bulk/engagement_score",
+        params={"output_format": "csv", "delivery_channel": "http_file"},
+    )
+    assert response.status_code == 200, response.text
+    return [line.split(", ")[0] for line in response.text.split("\r\n")[1:] if line]
+
+
+def test_bulk_students_by_property_needs_its_documented_query(client):
+    url = f"{PARTNER}/student/bulk/engagement_score"
+    assert "output_format" in client.get(url).json()["errors"][0]["message"]
+    assert client.get(url, params={"output_format": "csv"}).status_code == 400  # delivery_channel too (L1220)
+    assert client.get(url, params={"output_format": "csv", "delivery_channel": "s3"}).status_code == 400
+    assert (
+        client.get(
+            f"{PARTNER}/student/bulk/gpa", params={"output_format": "csv", "delivery_channel": "http_file"}
+        ).status_code
+        == 400
+    )
+    assert len(students(client)) == 60
+
+
+@pytest.mark.parametrize(
+    ("path", "keys"),
+    [
+        ("{u}/engagement_score", {"engagement_score", "success"}),  # L1261-1265
+        ("{u}/audit/planned/unmatched", {"unmatched_courses", "counts_for", "success"}),  # L1297-1303
+        (
+            "{u}/custom_audit/registered/all/unmatched",
+            {"unmatched_courses", "counts_for", "success"},
+        ),  # L1341
+        ("{u}/planner/all/future", {"future_courses", "success"}),  # L1378-1382
+    ],
+)
+def test_student_reads_answer_in_the_documents_shapes(client, path, keys):
+    user = students(client)[3]
+    body = client.get(f"{PARTNER}/student/" + path.format(u=user)).json()
+    assert set(body) == keys and body["success"] is True
+    again = client.get(f"{PARTNER}/student/" + path.format(u=user)).json()
+    assert again == body  # a pure function of student and parameters
+
+
+def test_student_reads_refuse_undocumented_values_and_unknown_students(client):
+    user = students(client)[0]
+    bad = client.get(
+        f"{PARTNER}/student/{user}/audit/all/unmatched"
+    )  # course_filter: planned|registered (L1282)
+    assert bad.status_code == 400 and "course_filter" in bad.json()["errors"][0]["message"]
+    assert client.get(f"{PARTNER}/student/{user}/planner/planned/past").status_code == 400
+    missing = client.get(f"{PARTNER}/student/nobody-here/planner/planned/future")
+    assert missing.status_code == 404
+    assert missing.json()["errors"][0]["message"] == "Requested resource was not found."
+    assert client.get(f"/student/{user}/engagement_score").status_code == 404  # not outside the partner base
+
+
+def test_student_reads_over_the_in_flight_limit_get_429(client, app):
+    user = students(client)[0]
+    app.set_knobs(partner_max_in_flight=1)
+    app.hold_partner_reads()  # the first read stays in flight until released
+    with httpx.Client(base_url=str(client.base_url), headers=AUTH, timeout=30) as other:
+        first = threading.Thread(target=lambda: other.get(f"{PARTNER}/student/{user}/engagement_score"))
+        first.start()
+        deadline = time.monotonic() + 30
+        while app.partner_in_flight == 0:  # waits for a state, not for time
+            assert time.monotonic() < deadline, "the first read never arrived"
+            time.sleep(0.01)
+        limited = client.get(f"{PARTNER}/student/{user}/engagement_score")
+        app.release_partner_reads()
+        first.join()
+    assert limited.status_code == 429 and limited.headers["Retry-After"] == "0"
+    assert limited.json()["errors"][0]["message"] == "The API rate limit was reached."
+    assert app.partner_peak_in_flight == 1
+
+
+def test_renamed_result_sets_fault(client, sandbox):
+    user = students(client)[0]
+    sandbox.faults.add("renamed_result_sets", vendor="stellic", times=1)
+    body = client.get(f"{PARTNER}/student/{user}/planner/planned/future").json()
+    assert set(body) == {"future_courses_v2", "success"}
 
 
 # -- determinism and parameters -----------------------------------------------------------------
@@ -273,8 +384,8 @@ def test_bad_requests_are_400(client):
     assert export(client, "bulk_pathways", include_placeholders="maybe").status_code == 400
     assert export(client, "plan_courses", mode="sideways").status_code == 400
     assert export(client, "audit_data", channel="ftp").status_code == 400
-    assert client.get("/exports/get_export_url").status_code == 400
-    unknown = client.get("/exports/get_export_url", params={"file_name": "nope.csv"})
+    assert client.get(STATUS).status_code == 400
+    unknown = client.get(STATUS, params={"file_name": "nope.csv"})
     assert unknown.status_code == 404
     assert unknown.json()["errors"] == [{"message": "Unknown file_name"}]
 
@@ -314,7 +425,7 @@ def test_async_progression_and_download(client, app):
     assert other != file_name  # every call is a new job
 
     def status() -> str:
-        return client.get("/exports/get_export_url", params={"file_name": file_name}).json()["status"]
+        return client.get(STATUS, params={"file_name": file_name}).json()["status"]
 
     assert status() == "not_started"
     age_job(app, file_name, 1800)
@@ -376,7 +487,7 @@ def test_job_never_finishes(client, sandbox):
     sandbox.faults.add("job_never_finishes", vendor="stellic")
     file_name = export(client, "permissions", channel="s3").json()["data"]["file_name"]
     time.sleep(READY_AFTER * 2)
-    body = client.get("/exports/get_export_url", params={"file_name": file_name}).json()
+    body = client.get(STATUS, params={"file_name": file_name}).json()
     assert body == {"success": True, "status": "processing", "url": None}
 
 
@@ -405,7 +516,7 @@ def test_rate_limit_with_retry_after(client, sandbox):
 
 def test_server_error(client, sandbox):
     sandbox.faults.add("server_error", match="get_export_url")
-    response = client.get("/exports/get_export_url", params={"file_name": "x"})
+    response = client.get(STATUS, params={"file_name": "x"})
     assert response.status_code == 500
     assert response.json()["success"] is False
 
@@ -541,7 +652,7 @@ def test_reset_clears_jobs_faults_and_log(sandbox, client):
     sandbox.faults.add("server_error", times=None, match="nothing-matches")
     assert httpx.post(f"{sandbox.url}/_sandbox/reset").json() == {"reset": True}
     assert sandbox.faults.active() == [] and sandbox.requests == []
-    assert client.get("/exports/get_export_url", params={"file_name": file_name}).status_code == 404
+    assert client.get(STATUS, params={"file_name": file_name}).status_code == 404
 
 
 def test_large_export_is_generated_once_and_streamed(client, app):
@@ -561,7 +672,9 @@ def test_large_export_is_generated_once_and_streamed(client, app):
     second_name, _ = run_async(client, "sections_counting_for_reqs", usem_ids=["2258"])
     assert second_name != file_name
     assert app.jobs.get(second_name).result.path == path
-    assert app.cache.misses == misses  # reused, not regenerated (counted, not timed: a loaded machine is slow)
+    assert (
+        app.cache.misses == misses
+    )  # reused, not regenerated (counted, not timed: a loaded machine is slow)
     assert path.stat().st_mtime_ns == mtime
 
 

@@ -237,3 +237,34 @@ def test_live_credentials_are_used_and_never_shown(instance, sandbox, skillspass
                      for e in instance.all_logs(run.run_id))
     for value in (key, token, secret):
         assert value not in text
+
+
+# -- issue 14: where the documents are silent, nothing lands empty unless SkillsPass said "no rows" --------
+
+
+def test_zero_byte_csv_is_refused_not_landed_empty(defs, instance, sandbox, skillspass, lake_env):
+    """A header-only CSV is "no changes"; a CSV of 0 bytes has not even its header, so it fails the partition."""
+    sandbox.faults.add("empty_body", vendor="skillspass")
+    result = materialize(defs, instance, "skillspass/users", DAY)
+    assert not result.success and "0 bytes" in failure_message(result)
+    assert materializations(instance, "skillspass/users", DAY) == []
+
+
+def test_undocumented_status_without_url_fails_at_once_naming_it(defs, instance, sandbox, skillspass, lake_env):
+    """Not polled (and deferred, and polled again) until the 6-hour deadline: the first such answer fails."""
+    sandbox.faults.add("odd_status", vendor="skillspass", status="ARCHIVED")
+    result = materialize(defs, instance, "skillspass/users", DAY)
+    assert not result.success
+    message = failure_message(result)
+    assert "'ARCHIVED'" in message and "PENDING, COMPLETED, FAILED" in message and "2026-11-02" in message
+    assert [o["edu/export_state"] for o in export_observations(instance, "skillspass/users")] == ["started", "failed"]
+
+
+def test_prose_job_id_and_an_undocumented_final_status_with_a_url_land(defs, instance, sandbox, skillspass, lake_env):
+    sandbox.faults.add("prose_job_id", vendor="skillspass")  # {"jobId": ...}, as the guide's prose says (L41)
+    sandbox.faults.add("odd_status_with_url", vendor="skillspass", status="GENERATED")
+    assert materialize(defs, instance, "skillspass/users", DAY).success
+    (mat,) = materializations(instance, "skillspass/users", DAY)
+    assert mat.metadata["vendor_status"].value == "GENERATED" and mat.metadata["dagster/row_count"].value == 20
+    (started, *_) = export_observations(instance, "skillspass/users")
+    assert "jobId" in str(started)

@@ -8,9 +8,10 @@ import dagster as dg
 import pyarrow.parquet as pq
 import pytest
 
+from edu_assets.core.errors import ConfigError, Where
 from edu_assets.core.lake import DATA_FILE
 from edu_assets.demo import run_stellic_demo
-from edu_assets.vendors.stellic.catalog import load_catalog
+from edu_assets.vendors.stellic.catalog import load_catalog, load_partner_reads
 from edu_assets_tests.helpers import (
     export_observations,
     failure_message,
@@ -29,8 +30,11 @@ SENSOR = "stellic_export_completion"
 def test_every_export_lands_and_is_queryable(defs, instance, sandbox, lake_env):
     outcomes = run_stellic_demo(instance, defs, echo=lambda *_: None)
     specs = load_catalog()
+    reads = load_partner_reads()[0]
     landed = {o.key for o in outcomes if o.status == "landed"}
-    assert landed == {f"stellic/{s.name}" for s in specs}, [o for o in outcomes if o.status != "landed"]
+    expected = {f"stellic/{s.name}" for s in specs} | {f"stellic/{r.name}" for r in reads}
+    assert landed == expected, [o for o in outcomes if o.status != "landed"]
+    assert all(o.status == "landed" for o in outcomes), [o for o in outcomes if o.status != "landed"]
     catalog = lake_env / "edu.duckdb"
     for spec in specs:
         (rows,) = query(catalog, f"SELECT count(*) FROM stellic.{spec.name}")[0]
@@ -42,8 +46,15 @@ def test_every_export_lands_and_is_queryable(defs, instance, sandbox, lake_env):
     # snapshot assets also get a _latest view
     assert query(catalog, "SELECT count(*) FROM stellic.audit_data_latest")[0][0] > 0
     # the partner API export and the bulk export describe the same students
-    assert query(catalog, "SELECT count(*) FROM stellic.partner_engagement_score")[0][0] == query(
-        catalog, "SELECT count(*) FROM stellic.engagement_score")[0][0]
+    assert (
+        query(catalog, "SELECT count(*) FROM stellic.partner_engagement_score")[0][0]
+        == query(catalog, "SELECT count(*) FROM stellic.engagement_score")[0][0]
+    )
+    # the per-student partner reads ran over the landed student list (the demo reads its first 20)
+    assert (
+        query(catalog, "SELECT count(DISTINCT student_username) FROM stellic.partner_student_property")[0][0]
+        == 20
+    )
 
 
 def test_materialization_metadata_and_checks(defs, instance, sandbox, lake_env):
@@ -57,8 +68,11 @@ def test_materialization_metadata_and_checks(defs, instance, sandbox, lake_env):
     assert "Engagement Score" in (schema.columns[2].description or "")
     assert md["download_sha256"].value and md["parquet_bytes"].value > 0
     assert "| username |" in md["preview"].value
-    evals = {e.asset_check_evaluation_data.check_name: e.asset_check_evaluation_data.passed
-             for e in result.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION"}
+    evals = {
+        e.asset_check_evaluation_data.check_name: e.asset_check_evaluation_data.passed
+        for e in result.all_events
+        if e.event_type_value == "ASSET_CHECK_EVALUATION"
+    }
     assert evals == {"non_empty": True, "unique_key": True, "schema_drift": True}
 
 
@@ -102,7 +116,8 @@ def test_manual_rerun_resumes_deferred_job_instead_of_starting_another(defs, ins
     sandbox.app("stellic").hold_jobs()
     assert materialize(defs, instance, "permissions", TODAY, config={"inline_wait_seconds": 0.1}).success
     assert materializations(instance, "permissions") == []  # deferred
-    sandbox.app("stellic").release_jobs()  # the re-run below waits inline for it (EDU_EXPORT_INLINE_WAIT_SECONDS)
+    # the re-run below waits inline for it (EDU_EXPORT_INLINE_WAIT_SECONDS)
+    sandbox.app("stellic").release_jobs()
     assert materialize(defs, instance, "permissions", TODAY).success
     assert len(materializations(instance, "permissions")) == 1
     assert len(requests_to(sandbox, "/exports/export_data/permissions")) == 1
@@ -180,17 +195,24 @@ def test_failed_vendor_job_fails_partition_with_vendor_message(defs, instance, s
     assert not result.success
     msg = failure_message(result)
     assert "[stellic] audit_requirements (partition" in msg and "sandbox-injected" in msg and "Next:" in msg
-    assert [o["edu/export_state"] for o in export_observations(instance, "audit_requirements")] == ["started", "failed"]
+    assert [o["edu/export_state"] for o in export_observations(instance, "audit_requirements")] == [
+        "started",
+        "failed",
+    ]
     assert not (lake_env / "lake" / "stellic" / "audit_requirements").exists()
     # the failed job is not resumed: the next run starts a new export and lands
     assert materialize(defs, instance, "audit_requirements", TODAY).success
     assert len(requests_to(sandbox, "/exports/export_data/audit_requirements")) == 2
 
 
-def test_never_finishing_job_defers_then_is_given_up_past_deadline(defs, instance, sandbox, lake_env, monkeypatch):
+def test_never_finishing_job_defers_then_is_given_up_past_deadline(
+    defs, instance, sandbox, lake_env, monkeypatch
+):
     sandbox.app("stellic").set_knobs(async_ready_after=0.1)
     sandbox.faults.add("job_never_finishes", vendor="stellic", times=1)
-    assert materialize(defs, instance, "audit_requirements", TODAY, config={"inline_wait_seconds": 0.5}).success
+    assert materialize(
+        defs, instance, "audit_requirements", TODAY, config={"inline_wait_seconds": 0.5}
+    ).success
     assert materializations(instance, "audit_requirements") == []
     monkeypatch.setenv("EDU_EXPORT_DEADLINE_SECONDS", "0.01")
     tick = sensor_tick(defs, instance, SENSOR)
@@ -213,7 +235,9 @@ ASSET = "student_geneds"
         ("html_error", "expected CSV but the vendor sent HTML"),
     ],
 )
-def test_bad_input_fails_clearly_and_keeps_previous_partition(defs, instance, sandbox, lake_env, fault, expected):
+def test_bad_input_fails_clearly_and_keeps_previous_partition(
+    defs, instance, sandbox, lake_env, fault, expected
+):
     # student_geneds holds accented names, so the Latin-1 fault really changes its bytes
     assert materialize(defs, instance, ASSET, TODAY).success
     target = next((lake_env / "lake" / "stellic" / ASSET).rglob(DATA_FILE))
@@ -234,8 +258,11 @@ def test_header_only_export_lands_empty_and_check_flags_it(defs, instance, sandb
     sandbox.faults.add("header_only", vendor="stellic", times=1)
     result = materialize(defs, instance, "engagement_score", TODAY)
     assert result.success
-    evals = {e.asset_check_evaluation_data.check_name: e.asset_check_evaluation_data.passed
-             for e in result.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION"}
+    evals = {
+        e.asset_check_evaluation_data.check_name: e.asset_check_evaluation_data.passed
+        for e in result.all_events
+        if e.event_type_value == "ASSET_CHECK_EVALUATION"
+    }
     assert evals["non_empty"] is False
     assert materializations(instance, "engagement_score")[0].metadata["dagster/row_count"].value == 0
 
@@ -246,8 +273,12 @@ def test_unexpected_column_lands_and_drift_check_warns(defs, instance, sandbox, 
     assert result.success
     (mat,) = materializations(instance, "engagement_score")
     assert mat.metadata["unexpected_columns"].value == "Unexpected Col"
-    drift = next(e.asset_check_evaluation_data for e in result.all_events
-                 if e.event_type_value == "ASSET_CHECK_EVALUATION" and e.asset_check_evaluation_data.check_name == "schema_drift")
+    drift = next(
+        e.asset_check_evaluation_data
+        for e in result.all_events
+        if e.event_type_value == "ASSET_CHECK_EVALUATION"
+        and e.asset_check_evaluation_data.check_name == "schema_drift"
+    )
     assert drift.passed is False and drift.severity == dg.AssetCheckSeverity.WARN
 
 
@@ -278,15 +309,22 @@ def test_missing_user_value_fails_with_clear_message(defs, instance, sandbox, la
     msg = failure_message(result)
     assert "needs the parameter 'screen_names'" in msg and "run config" in msg
     assert requests_to(sandbox, "requirement_units_taken") == []
-    ok = materialize(defs, instance, "requirement_units_taken", TODAY,
-                     config={"params": {"screen_names": ["Writing Requirement", "Science Requirement"]}})
+    ok = materialize(
+        defs,
+        instance,
+        "requirement_units_taken",
+        TODAY,
+        config={"params": {"screen_names": ["Writing Requirement", "Science Requirement"]}},
+    )
     assert ok.success
     (call,) = requests_to(sandbox, "requirement_units_taken")
     assert call["query"]["screen_names"] == ["Writing Requirement", "Science Requirement"]
 
 
 def test_params_from_environment_and_partition_binding(defs, instance, sandbox, lake_env, monkeypatch):
-    monkeypatch.setenv("STELLIC_EXPORT_PARAMS", '{"plancourse_enrollment_by_term": {"school_name": "Divinity School"}}')
+    monkeypatch.setenv(
+        "STELLIC_EXPORT_PARAMS", '{"plancourse_enrollment_by_term": {"school_name": "Divinity School"}}'
+    )
     assert materialize(defs, instance, "plancourse_enrollment_by_term", "2025").success
     (call,) = requests_to(sandbox, "plancourse_enrollment_by_term")
     assert call["query"]["years"] == ["2025"] and call["query"]["school_name"] == ["Divinity School"]
@@ -314,3 +352,49 @@ def test_bad_token_fails_clearly(defs, instance, sandbox, lake_env, monkeypatch)
     result = materialize(live, instance, "audit_data", TODAY)
     msg = failure_message(result)
     assert "credentials were rejected (HTTP 401" in msg and "wrong-token-value-123" not in msg
+
+
+# -- issue 14: one partner API base, unknown final statuses, plan_courses' required mode ------------
+
+
+def test_async_status_is_polled_under_the_partner_api_base(defs, instance, sandbox, lake_env):
+    sandbox.app("stellic").set_knobs(async_ready_after=0.2)
+    result = materialize(defs, instance, "audit_requirements", TODAY)
+    assert result.success, failure_message(result)
+    polls = requests_to(sandbox, "get_export_url")
+    assert polls and {p["path"] for p in polls} == {"/stellic/partnerapi/v1/exports/get_export_url"}
+    assert {p["status"] for p in polls} == {200}
+    (export,) = requests_to(sandbox, "/exports/export_data/")
+    assert export["path"] == "/stellic/exports/export_data/audit_requirements"  # bulk exports: the host root
+
+
+def test_an_unknown_final_status_with_a_url_counts_as_ready(defs, instance, sandbox, lake_env):
+    sandbox.app("stellic").set_knobs(async_ready_after=0.2, final_status="generated")
+    result = materialize(defs, instance, "permissions", TODAY, config={"inline_wait_seconds": 30})
+    assert result.success, failure_message(result)
+    (mat,) = materializations(instance, "permissions")  # landed in this run, not deferred to the deadline
+    assert mat.metadata["vendor_status"].value == "generated"  # the status seen is recorded
+    assert requests_to(sandbox, "get_export_url")[-1]["status"] == 200
+
+
+def test_plan_courses_mode_is_required_and_has_no_default(defs, instance, sandbox, lake_env):
+    result = materialize(defs, instance, "plan_courses", TODAY)
+    msg = failure_message(result)
+    assert "plan_courses needs the parameter 'mode'" in msg
+    assert "ops → plan_courses → config → params → mode" in msg and "STELLIC_EXPORT_PARAMS" in msg
+    assert requests_to(sandbox, "plan_courses") == []  # failed before any request
+    ok = materialize(defs, instance, "plan_courses", TODAY, config={"params": {"mode": "unmatched"}})
+    assert ok.success, failure_message(ok)
+    (call,) = requests_to(sandbox, "plan_courses")
+    assert call["query"]["mode"] == ["unmatched"]
+
+
+@pytest.mark.parametrize("kind, key", [("workflow", "२३"), ("usem_term", "١٢"), ("year_semester", "२०२६-fall")])
+def test_partition_keys_take_ascii_digits_only(kind, key):
+    from edu_assets.vendors.stellic.partitions import PARTITIONINGS
+
+    where = Where("stellic", f"stellic/{kind}", key)
+    with pytest.raises(ConfigError):  # str.isdigit() and \d accept these; Stellic would not
+        PARTITIONINGS[kind].to_params(key, where)
+    ascii_key = {"workflow": "23", "usem_term": "12", "year_semester": "2026-fall"}[kind]
+    assert PARTITIONINGS[kind].to_params(ascii_key, where)

@@ -226,3 +226,40 @@ def test_live_api_key_is_used_and_never_shown(instance, sandbox, lake_env, monke
     text = "\n".join(str(e.message) + str(e.dagster_event) for run in instance.get_runs()
                      for e in instance.all_logs(run.run_id))
     assert key not in text
+
+
+# -- issue 14: each documented status lands as the vendor meant; nothing lands empty unless it said so ------
+
+
+def test_success_with_errors_without_a_file_fails_and_keeps_the_last_snapshot(defs, instance, sandbox, webadmit, lake_env):
+    assert materialize(defs, instance, ASSET, "1001-5002").success
+    sandbox.faults.add("success_with_errors", vendor="webadmit", message="GPA failed", download_url=False)
+    result = materialize(defs, instance, ASSET, "1001-5002")
+    assert not result.success
+    message = failure_message(result)
+    assert "Success With Errors" in message and "GPA failed" in message and "1001-5002" in message
+    assert query(lake_env / "edu.duckdb", "SELECT count(*) FROM webadmit.export_5002")[0][0] == 40
+
+
+def test_empty_list_with_a_file_lands_its_header(defs, instance, sandbox, webadmit, lake_env):
+    sandbox.faults.add("empty_list", vendor="webadmit", download_url=True)
+    assert materialize(defs, instance, ASSET, "1001-5001").success
+    catalog = lake_env / "edu.duckdb"
+    assert query(catalog, "SELECT count(*) FROM webadmit.export_5001")[0][0] == 0
+    assert "first_name" in [r[0] for r in query(catalog, "DESCRIBE webadmit.export_5001")]
+    (mat,) = materializations(instance, ASSET, "1001-5001")
+    assert mat.metadata["vendor_status"].value == "Empty List"
+
+
+def test_status_outside_the_seven_fails_at_once_naming_it(defs, instance, sandbox, webadmit, lake_env):
+    sandbox.faults.add("odd_status", vendor="webadmit", status="Archived")
+    result = materialize(defs, instance, ASSET, "1001-5001")
+    assert not result.success
+    assert "'Archived'" in failure_message(result) and "'Empty List'" in failure_message(result)
+    assert [o["edu/export_state"] for o in export_observations(instance, ASSET)] == ["started", "failed"]
+
+
+def test_pre_2018_array_answers_land(defs, instance, sandbox, webadmit, lake_env):
+    webadmit.set_knobs(export_files_shape="array")
+    assert materialize(defs, instance, ASSET, "1001-5001").success
+    assert query(lake_env / "edu.duckdb", "SELECT count(*) FROM webadmit.export_5001")[0][0] == 40

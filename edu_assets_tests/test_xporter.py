@@ -14,8 +14,9 @@ import duckdb
 import pytest
 
 from edu_assets.core.lake import DATA_FILE
+from edu_assets.definitions import selection_for
 from edu_assets.vendors.xporter.catalog import load_catalog
-from edu_assets.vendors.xporter.partitions import ESTAB_PARTITIONS
+from edu_assets.vendors.xporter.partitions import ESTAB_PARTITIONS, partitioning_for
 from edu_assets_tests.helpers import (
     failure_message,
     materializations,
@@ -23,6 +24,7 @@ from edu_assets_tests.helpers import (
     query,
     sensor_tick,
 )
+from edu_assets_tests.test_xporter_filters import land_filter_sources, partition_for, run_config_for
 
 A, B, C = "3281101", "3281102", "3281104"
 
@@ -44,7 +46,9 @@ def lake_rows(lake_env: Path, asset: str, partition: str) -> list[dict]:
 
 
 def calls(sandbox, fragment: str) -> list[dict]:
-    return [r for r in sandbox.requests if fragment.lower() in r["path"].lower()]
+    """Data requests to paths containing ``fragment`` (readiness probes, onlyGetDBStatus, left out)."""
+    return [r for r in sandbox.requests if fragment.lower() in r["path"].lower()
+            and "onlyGetDBStatus" not in r.get("query", {})]
 
 
 def observations(instance, asset: str) -> list[dict]:
@@ -108,18 +112,32 @@ def test_multi_table_endpoint_lands_one_asset_per_table(defs, instance, xp, scho
     assert "consent scope: UPN" in upn.description and upn.tags == {"consent_scope": "UPN"}
 
 
+@pytest.mark.timeout(900)  # ~200 tables' landings and checks: 231 s measured at load average 6 on 2 cores
 def test_every_endpoint_lands_for_one_school(defs, instance, xp, schools, lake_env):
+    """Every endpoint, its mandatory filters set the way a deployment sets them: the people lists and the
+    lookup endpoints land first, the filter-discovery sensor turns the lookups' values into partitions, and
+    the one filter a person chooses (Assessment Results) comes from run config. Endpoints sharing a partition
+    land in one run (one run per endpoint would take minutes)."""
     xp.set_knobs(rows=3, rows_per_month=3)
+    land_filter_sources(defs, instance, A)
+    students = [r["id"] for r in lake_rows(lake_env, "students", f"estab={A}")]
     endpoints, _ = load_catalog()
-    failed = []
+    runs: dict[tuple[str, str], list] = {}
     for ep in endpoints:
-        if ep.name == "test_error":
-            continue
-        partition = f"{A}|2025-01-01" if ep.partitioned_by_month else A
-        result = materialize(defs, instance, f"xporter/{ep.asset_name(ep.tables[0])}", partition)
-        if not result.success:
-            failed.append((ep.name, failure_message(result)[:200]))
+        if ep.name != "test_error":
+            runs.setdefault((partitioning_for(ep).name, partition_for(instance, ep, A)), []).append(ep)
+    failed = []
+    for (_, partition), group in runs.items():
+        keys = [dg.AssetKey(["xporter", ep.asset_name(t)]) for ep in group for t in ep.tables]
+        config = {f"xporter__{ep.name}": {"config": run_config_for(ep, students)}
+                  for ep in group if run_config_for(ep, students)}
+        result = dg.materialize(selection_for(defs, keys), partition_key=partition, instance=instance,
+                                resources=defs.resources, run_config={"ops": config} if config else {},
+                                raise_on_error=False)
+        failed += [(e.step_key, e.step_failure_data.error.message[:200]) for e in result.all_events
+                   if e.is_step_failure]
     assert failed == []
+    assert len(runs) < 20
     views = query(lake_env / "edu.duckdb", "SELECT count(*) FROM duckdb_views() WHERE schema_name = 'xporter'")
     assert views[0][0] == sum(len(e.tables) for e in endpoints if e.name != "test_error")
 
@@ -308,8 +326,15 @@ def test_management_assets_and_register(defs, instance, xp, schools, lake_env):
     statuses = dict(query(lake_env / "edu.duckdb", "SELECT estab, status FROM xporter.schools"))
     assert statuses[A] == "authorised" and statuses["3281103"] == "revoked" and statuses["3281110"] == "pending"
     assert materialize(defs, instance, "xporter/management_token_details", None).success
-    assert materialize(defs, instance, "xporter/management_usage", A).success
+    # Usage, Logs, GDPRIDs document no parameters (L236): one call, no estab, no httpstatuscodes
+    assert materialize(defs, instance, "xporter/management_usage", None).success
     assert query(lake_env / "edu.duckdb", "SELECT count(*) FROM xporter.management_usage")[0][0] > 0
+    # Check Estab (L437) is a read asset per school, sending only its documented Estab
+    assert materialize(defs, instance, "xporter/management_check_estab", A).success
+    assert query(lake_env / "edu.duckdb", "SELECT count(*) FROM xporter.management_check_estab")[0][0] > 0
+    management = [r for r in xp.server.requests if "/School/" not in r["path"] and "GetToken" not in r["path"]]
+    assert {r["path"].rsplit("/", 1)[-1]: sorted(r["query"]) for r in management} == {
+        "GetXodSchools": ["includePendingAuthorisation"], "TokenDetails": [], "Usage": [], "CheckEstab": ["Estab"]}
 
 
 def test_wrong_secret_fails_clearly_and_secrets_never_leak(defs, instance, xp, schools, lake_env, monkeypatch, capfd):
@@ -377,3 +402,44 @@ def test_rows_short_of_the_reported_count_fail_and_land_nothing(defs, instance, 
     assert not result.success
     assert "paging returned 30 rows but the server reported 35" in failure_message(result)
     assert not (lake_env / "lake" / "xporter" / "students").exists()
+
+
+def test_undocumented_paging_and_change_token_variants_are_followed_and_recorded(defs, instance, xp, schools,
+                                                                                  lake_env):
+    # no __pagination__ block (L635): pages are requested until a short one, never only page 1
+    xp.set_knobs(pagination="none", rows_by_endpoint={"students": 23})
+    assert materialize(defs, instance, "xporter/students", A, config={"page_size": 5}).success
+    assert [r["query"]["page"] for r in calls(xp.server, f"/School/{A}/Students")] == [[str(p)] for p in range(1, 6)]
+    assert len(lake_rows(lake_env, "students", f"estab={A}")) == 23
+    md = materializations(instance, "xporter/students", A)[0].metadata
+    assert md["paging"].value == "until a short page (no PageCount)"
+    assert "db_status" not in md  # ready at the first attempt: no onlyGetDBStatus probe was needed
+    # the key carrying the next changedRows token (L600): each spelling is followed and recorded
+    xp.set_knobs(pagination="full")
+    for knob, recorded in (("changedRows", "changedRows"), ("meta", "meta[0].changedRows")):
+        xp.set_knobs(change_token_key=knob)
+        assert materialize(defs, instance, "xporter/students", A, config={"full_refresh": True}).success
+        xp.mutate(A, "students", inserts=2)
+        assert materialize(defs, instance, "xporter/students", A).success
+        assert calls(xp.server, f"/School/{A}/Students")[-1]["query"]["changedRows"] != ["*"]
+        md = materializations(instance, "xporter/students", A)[0].metadata
+        assert md["change_token_key"].value == recorded and md["change_set"].value.startswith("delta: 2 upserted")
+    # no token at all: said in metadata, and the next run says why it reloads everything
+    xp.set_knobs(change_token_key="none")
+    assert materialize(defs, instance, "xporter/students", A, config={"full_refresh": True}).success
+    md = materializations(instance, "xporter/students", A)[0].metadata
+    assert md["change_token_key"].value == "none returned: the next run reloads everything"
+    assert materialize(defs, instance, "xporter/students", A).success
+    md = materializations(instance, "xporter/students", A)[0].metadata
+    assert md["change_set_reason"].value == "the last change-set response carried no next changedRows token"
+
+
+def test_result_sets_land_under_the_samples_and_the_headings_spellings(defs, instance, xp, schools, lake_env):
+    for spelling in ("sample", "heading"):  # StaffVehicles (sample L11965) / StaffMotorVehicles (field table)
+        xp.set_knobs(result_set_names=spelling)
+        assert materialize(defs, instance, "xporter/staff__staff", A, config={"full_refresh": True}).success
+        assert len(lake_rows(lake_env, "staff__staff_motor_vehicles", f"estab={A}")) > 0
+        md = materializations(instance, "xporter/staff__staff_motor_vehicles", A)[0].metadata
+        assert "unexpected_result_sets" not in md and "result_set" not in md
+    md = materializations(instance, "xporter/staff__staff", A)[0].metadata
+    assert md["vendor_data_updated_field"].value == "DateTime"  # meta's last refresh (L5375)

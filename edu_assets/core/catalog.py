@@ -23,6 +23,7 @@ from pathlib import Path
 import duckdb
 
 from edu_assets.core.lake import DATA_FILE
+from edu_assets.core.lakepath import ObjectPath
 from edu_assets.core.naming import quote_ident, snake_case, sql_str
 from edu_assets.core.settings import LakeSettings
 
@@ -45,7 +46,7 @@ class TableSummary:
     partitions: int
 
 
-def _dataset_glob(dataset: Path) -> str:
+def _dataset_glob(dataset: Path | ObjectPath) -> str:
     return str(dataset / "**" / DATA_FILE)
 
 
@@ -99,11 +100,23 @@ class Catalog:
         self.path = self.settings.catalog_path
         self._ledger = _ViewLedger(self.path, self.settings.work_dir)
 
+    def connect(self, read_only: bool = True) -> duckdb.DuckDBPyConnection:
+        """A connection to the catalog whose views can be queried, whichever lake they read.
+
+        Views over an object-store lake (``s3://``) read through the lake's filesystem, which this registers
+        with the connection (DuckDB's ``httpfs`` is not used: it cannot resolve the lake's pointers)."""
+        return self._open(read_only=read_only)
+
     def _open(self, retries: int = 20, read_only: bool = False) -> duckdb.DuckDBPyConnection:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         for attempt in range(retries):
             try:
-                return duckdb.connect(str(self.path), read_only=read_only)
+                con = duckdb.connect(str(self.path), read_only=read_only)
+                if isinstance(self.settings.root, ObjectPath):
+                    from edu_assets.core.objectstore import register  # imports s3fs: only for such a lake
+
+                    register(con, self.settings.root.fs)
+                return con
             except duckdb.IOException:
                 if attempt + 1 == retries:
                     raise

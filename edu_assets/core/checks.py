@@ -21,10 +21,9 @@ from functools import cached_property
 from pathlib import Path
 
 import dagster as dg
-import pyarrow.parquet as pq
 from dagster._core.definitions.asset_checks.asset_check_evaluation import AssetCheckEvaluation
 
-from edu_assets.core.lake import Lake, original_columns
+from edu_assets.core.lake import Lake, original_columns, parquet_rows
 from edu_assets.core.naming import snake_case
 
 Locate = Callable[[Lake, str | None], Path | None]
@@ -104,7 +103,7 @@ class DatasetChecks:
             passed, metadata, description = custom.run(path)
             return passed, custom.severity, metadata, description
         if check == NON_EMPTY:
-            rows = pq.ParquetFile(path).metadata.num_rows
+            rows = parquet_rows(path)  # local or object-store lake
             return rows > 0, error, {"rows": rows}, None
         if check == UNIQUE_KEY:
             cols = [snake_case(k) for k in self.keys]

@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import dagster as dg
 
@@ -37,6 +37,7 @@ from edu_assets.core.http import Downloaded
 from edu_assets.core.lake import Lake, Landed
 from edu_assets.core.metadata import landed_metadata
 from edu_assets.core.naming import safe_name
+from edu_assets.core.resources import LakeResource
 from edu_assets.core.settings import ExportSettings
 
 BACKFILL_TAG = "dagster/backfill"  # on every run a backfill launches
@@ -59,6 +60,10 @@ class LandedTable:
 
 
 Lander = Callable[[Landing], list[LandedTable]]
+
+
+class Closeable(Protocol):
+    def close(self) -> None: ...
 
 
 def land_csv_file(landing: Landing) -> list[LandedTable]:
@@ -121,6 +126,23 @@ def materialize_export(
     yield from materialize_exports(  # type: ignore[misc]
         context, [request], lake=lake, catalog=catalog, inline_wait_seconds=inline_wait_seconds, settings=settings
     )
+
+
+def land_and_close(
+    context: dg.AssetExecutionContext,
+    requests: Sequence[ExportRequest],
+    session: Closeable,
+    lake: LakeResource,
+    inline_wait_seconds: float | None,
+) -> Iterator[dg.MaterializeResult | dg.AssetMaterialization]:
+    """The last step of every export asset's body: land ``requests`` into the resource's lake and catalog,
+    then close the vendor session the requests were made with, whether the landing succeeded or not."""
+    try:
+        yield from materialize_exports(
+            context, requests, lake=lake.lake(), catalog=lake.catalog(), inline_wait_seconds=inline_wait_seconds
+        )
+    finally:
+        session.close()
 
 
 def materialize_exports(
@@ -263,6 +285,8 @@ def _land(
                          current=request.current, log=log)
     extra: dict[str, Any] = {**request.extra_metadata, "land_seconds": land_seconds,
                              "run_seconds": round(time.monotonic() - s.t0, 2)}
+    if status is not None:  # the vendor's own word for the finished job (which spelling was seen)
+        extra.setdefault("vendor_status", status.vendor_status)
     if status is not None and status.warnings:
         extra["vendor_warnings"] = dg.MetadataValue.text("\n".join(status.warnings))
     if len(tables) > 1:

@@ -4,7 +4,9 @@ A tick does bounded work, because Dagster ends slow ticks at about 60 s: it read
 and new materializations (to forget jobs that have landed), then polls pending jobs round-robin until a
 time or count budget is spent, keeping the rest for the next tick. A job that is ready, failed or past
 its deadline gets one run request whose run key is the vendor job id (Dagster never repeats a run key,
-so a vendor job is launched once); the run resumes that job via the handle in its tags.
+so a vendor job is launched once per deferral); the run resumes that job via the handle in its tags. If
+that run defers the same job again (the vendor said "ready", then "running" once more), the new deferral
+gets its own run key, ``<job id>@<record>``, so the job is relaunched rather than dropped as a repeat.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from edu_assets.core.settings import ExportSettings, VendorMode
 
 RANGE_START_TAG = "dagster/asset_partition_range_start"
 RANGE_END_TAG = "dagster/asset_partition_range_end"
+LAUNCHED_MEMORY = 5000  # launched jobs remembered for relaunch keys; a landed job is forgotten at once
 
 
 @dataclass
@@ -43,6 +46,23 @@ class SensorState:
     materialized: dict[str, int] = field(default_factory=dict)
     pending: dict[str, str] = field(default_factory=dict)
     offset: int = 0
+    # job id -> storage id of its newest deferral record; kept after launch (until the job lands) so a
+    # second deferral of the same job gets a run key of its own
+    deferred_at: dict[str, int] = field(default_factory=dict)
+    launched: dict[str, int] = field(default_factory=dict)
+
+    def run_key(self, job_id: str) -> str:
+        """The vendor job id for its first launch; ``<job id>@<deferral record>`` for a relaunch."""
+        record = self.deferred_at.get(job_id, 0)
+        previous = self.launched.get(job_id)
+        self.launched[job_id] = record
+        if len(self.launched) > LAUNCHED_MEMORY:  # oldest first (dicts keep insertion order)
+            del self.launched[next(iter(self.launched))]
+        return job_id if previous is None else f"{job_id}@{record}"
+
+    def forget(self, job_id: str) -> None:
+        for book in (self.pending, self.deferred_at, self.launched):
+            book.pop(job_id, None)
 
     @classmethod
     def load(cls, cursor: str | None) -> SensorState:
@@ -94,10 +114,11 @@ def build_export_completion_sensor(
                 state.observed[skey] = storage_id
                 if handle is not None:
                     state.pending[handle.job_id] = handle.to_json()
+                    state.deferred_at[handle.job_id] = storage_id
             newest, landed = landed_job_ids(context.instance, key, state.materialized.get(skey, 0))
             state.materialized[skey] = newest
             for job_id in landed:
-                state.pending.pop(job_id, None)
+                state.forget(job_id)
 
         settings = ExportSettings.from_env()
         api = api_factory(context) if state.pending else None
@@ -144,13 +165,14 @@ def build_export_completion_sensor(
                 partition_key = None
             requests.append(
                 dg.RunRequest(
-                    run_key=job_id,
+                    run_key=state.run_key(job_id),
                     asset_selection=[dg.AssetKey.from_user_string(handle.asset_key)],
                     partition_key=partition_key,
                     tags=tags,
                 )
             )
             del state.pending[job_id]
+            state.deferred_at.pop(job_id, None)
         state.offset += polls
         return dg.SensorResult(run_requests=requests, cursor=state.dump())
 

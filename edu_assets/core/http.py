@@ -204,15 +204,16 @@ def vendor_message(response: httpx.Response) -> str:
     if isinstance(body, dict):
         if body.get("ExceptionType") and body.get("ExceptionMessage"):  # the .NET error envelope (Xporter)
             messages.append(f"{body['ExceptionType']}: {body['ExceptionMessage']}")
+        code = body.get("code")  # a machine-readable code beside the message ({statusCode, code?, error, message})
         for key in ("ExceptionMessage", "message", "error", "detail"):
             value = body.get(key)
             if isinstance(value, str) and value:
-                messages.append(value)
+                messages.append(f"{code}: {value}" if key == "message" and isinstance(code, str) and code else value)
             elif isinstance(value, dict) and value.get("message"):
-                messages.append(str(value["message"]))
+                messages.append(_keyed(value))
         for err in body.get("errors") or []:
             if isinstance(err, dict) and err.get("message"):
-                messages.append(str(err["message"]))
+                messages.append(_keyed(err))
             elif isinstance(err, str):
                 messages.append(err)
     if messages:
@@ -220,6 +221,12 @@ def vendor_message(response: httpx.Response) -> str:
     if "<Message>" in text:
         return text.split("<Message>", 1)[1].split("</Message>", 1)[0]
     return text.strip()[:300]
+
+
+def _keyed(err: dict[str, Any]) -> str:
+    """``{key, message}`` → ``key: message``: the key says which field or rule the vendor objects to."""
+    key = err.get("key") or err.get("code")
+    return f"{key}: {err['message']}" if isinstance(key, str) and key else str(err["message"])
 
 
 @functools.cache

@@ -5,6 +5,11 @@ hidden temporary file beside its target and moved into place with :func:`os.repl
 either the previous version or the new one, never half of one, and a run killed mid-write leaves the
 previous version untouched. Vendor files are converted by DuckDB, which streams: memory stays flat
 however large the export.
+
+With ``EDU_LAKE_ROOT=s3://bucket/prefix`` the root is an :class:`~edu_assets.core.lakepath.ObjectPath` and
+the same guarantee comes from publishing instead of renaming: the file is written to the local work
+directory, uploaded as a new immutable version, and a small pointer object is replaced to name it (see
+:mod:`edu_assets.core.objectstore`). Readers here resolve a partition once per query (:func:`parquet_file`).
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from typing import Any
 import duckdb
 
 from edu_assets.core.errors import LandingError, Where
+from edu_assets.core.lakepath import ObjectPath, resolve
 from edu_assets.core.naming import normalise_columns, path_value, quote_ident, snake_case, sql_str
 from edu_assets.core.settings import LakeSettings, env
 
@@ -52,12 +58,22 @@ class Landed:
     typed: bool = True
 
 
-def parquet_file(path: Path) -> str:
-    """SQL reading exactly one Parquet file: no hive columns guessed from the ``dim=value`` directories."""
-    return f"read_parquet({sql_str(str(path))}, hive_partitioning=false)"
+def parquet_file(path: Path | ObjectPath) -> str:
+    """SQL reading exactly one Parquet file: no hive columns guessed from the ``dim=value`` directories.
+
+    In the object-store lake the partition is resolved here, once, to its current immutable version, so the
+    query reads one version whatever is published meanwhile (its connection needs the lake's filesystem:
+    :func:`connect` or :func:`edu_assets.core.objectstore.register`)."""
+    return f"read_parquet({sql_str(resolve(path))}, hive_partitioning=false)"
 
 
-def _connect(spill_dir: Path | None = None, memory_limit: str | None = None) -> duckdb.DuckDBPyConnection:
+def connect(root: Path | ObjectPath | None = None) -> duckdb.DuckDBPyConnection:
+    """A DuckDB cursor (memory-capped, shared database) that can read the lake at ``root`` (s3:// included)."""
+    return _connect(None, fs=root.fs if isinstance(root, ObjectPath) else None)
+
+
+def _connect(spill_dir: Path | None = None, memory_limit: str | None = None,
+             fs: Any = None) -> duckdb.DuckDBPyConnection:
     """A DuckDB connection with a memory cap; past the cap it spills to ``spill_dir`` instead of failing.
 
     Connections are cursors on one in-memory database per process and settings: opening a database costs
@@ -66,7 +82,8 @@ def _connect(spill_dir: Path | None = None, memory_limit: str | None = None) -> 
     """
     limit = memory_limit or env("EDU_DUCKDB_MEMORY_LIMIT", "200MB") or "200MB"
     threads = env("EDU_DUCKDB_THREADS") or ""
-    key = (os.getpid(), str(spill_dir or ""), limit, threads)  # a forked child must not reuse its parent's
+    # a forked child must not reuse its parent's; the object store's filesystem is registered per database
+    key = (os.getpid(), str(spill_dir or ""), limit, threads, id(fs) if fs is not None else 0)
     with _databases_lock:
         db = _databases.get(key)
         if db is None:
@@ -78,13 +95,15 @@ def _connect(spill_dir: Path | None = None, memory_limit: str | None = None) -> 
             db.execute("SET preserve_insertion_order=false")
             if threads:
                 db.execute(f"SET threads={int(threads)}")
+            if fs is not None:
+                db.register_filesystem(fs)
             _databases[key] = db
             while len(_databases) > 4:  # settings changed (tests, another lake): let the oldest go when idle
                 _databases.pop(next(iter(_databases)))
         return db.cursor()
 
 
-_databases: dict[tuple[int, str, str, str], duckdb.DuckDBPyConnection] = {}
+_databases: dict[tuple[Any, ...], duckdb.DuckDBPyConnection] = {}
 _databases_lock = threading.Lock()
 
 
@@ -94,6 +113,8 @@ class Lake:
     def __init__(self, settings: LakeSettings | None = None):
         self.settings = settings or LakeSettings.from_env()
         self.root = self.settings.root
+        # the object-store lake's filesystem (None for a local lake)
+        self.store = self.root.fs if isinstance(self.root, ObjectPath) else None
 
     @property
     def spill_dir(self) -> Path:
@@ -279,18 +300,32 @@ class Lake:
         on_error: Callable[[duckdb.Error], LandingError],
     ) -> Landed:
         """Run ``write(con, tmp)`` (returning the vendor's column names) into a hidden temp file beside
-        ``target`` and move it into place; a DuckDB error becomes ``on_error(exc)`` and nothing is replaced."""
-        tmp = target.parent / f"{_TMP_PREFIX}{uuid.uuid4().hex}.partial"
-        target.parent.mkdir(parents=True, exist_ok=True)
-        _sweep_stale(target.parent)
-        with _connect(self.spill_dir) as con:
-            try:
-                originals = write(con, tmp)
-            except duckdb.Error as exc:
-                tmp.unlink(missing_ok=True)
-                raise on_error(exc) from None
-            landed = _describe(con, tmp, originals, True)
-        os.replace(tmp, target)
+        ``target`` and move it into place; a DuckDB error becomes ``on_error(exc)`` and nothing is replaced.
+
+        In the object-store lake the temp file is in the work directory and "move into place" is
+        :meth:`~edu_assets.core.objectstore.LakeFileSystem.publish` (upload a new version, then replace the
+        partition's pointer)."""
+        if isinstance(target, ObjectPath):
+            tmp = self.settings.work_dir / ".publishing" / f"{_TMP_PREFIX}{uuid.uuid4().hex}.partial"
+            tmp.parent.mkdir(parents=True, exist_ok=True)
+            _sweep_stale(tmp.parent)
+        else:
+            tmp = target.parent / f"{_TMP_PREFIX}{uuid.uuid4().hex}.partial"
+            target.parent.mkdir(parents=True, exist_ok=True)
+            _sweep_stale(target.parent)
+        try:
+            with _connect(self.spill_dir, fs=self.store) as con:
+                try:
+                    originals = write(con, tmp)
+                except duckdb.Error as exc:
+                    raise on_error(exc) from None
+                landed = _describe(con, tmp, originals, True)
+            if isinstance(target, ObjectPath):
+                target.fs.publish(target.parent.key, tmp)
+            else:
+                os.replace(tmp, target)
+        finally:
+            tmp.unlink(missing_ok=True)
         landed.path = target
         landed.missing_columns, landed.unexpected_columns = _drift(originals, expected_columns)
         return landed
@@ -301,7 +336,7 @@ class Lake:
     def duplicate_key_counts(self, path: Path, columns: Sequence[str]) -> tuple[int, int]:
         """(key values that repeat, rows carrying a repeated key) in one landed partition."""
         by = ", ".join(quote_ident(c) for c in columns)
-        with _connect(self.spill_dir) as con:  # memory-capped, spilling to the lake's work dir like a landing
+        with _connect(self.spill_dir, fs=self.store) as con:  # memory-capped, spilling to the lake's work dir like a landing
             row = con.execute(
                 f"SELECT count(*), coalesce(sum(n), 0) FROM (SELECT count(*) AS n FROM {parquet_file(path)} "
                 f"GROUP BY {by} HAVING count(*) > 1)"
@@ -309,23 +344,38 @@ class Lake:
         return (int(row[0]), int(row[1])) if row else (0, 0)
 
 
-def read_state(path: Path) -> dict[str, Any]:
+def _parquet(path: Path | ObjectPath) -> Any:
+    """A ``pyarrow.parquet.ParquetFile`` of a landed partition, local or in the object store (one version)."""
+    import pyarrow.parquet as pq
+
+    if isinstance(path, ObjectPath):
+        return pq.ParquetFile(path.open("rb"))
+    return pq.ParquetFile(path)
+
+
+def read_state(path: Path | ObjectPath) -> dict[str, Any]:
     """The state stored with a landed partition (e.g. the change-set token that covers its rows)."""
     if not path.exists():
         return {}
-    import pyarrow.parquet as pq
-
-    kv = pq.ParquetFile(path).schema_arrow.metadata or {}
+    kv = _parquet(path).schema_arrow.metadata or {}
     raw = kv.get(STATE_KEY.encode())
     return json.loads(raw) if raw else {}
 
 
-def original_columns(path: Path) -> dict[str, str]:
+def original_columns(path: Path | ObjectPath) -> dict[str, str]:
     """snake_case name -> the vendor's own column name, as recorded in a landed file."""
-    import pyarrow.parquet as pq
-
-    kv = pq.ParquetFile(path).schema_arrow.metadata or {}
+    kv = _parquet(path).schema_arrow.metadata or {}
     return json.loads(kv.get(ORIGINALS_KEY.encode(), b"{}"))
+
+
+def parquet_rows(path: Path | ObjectPath) -> int:
+    """Rows of a landed partition, from its footer (local or object store)."""
+    return int(_parquet(path).metadata.num_rows)
+
+
+def read_table(path: Path | ObjectPath, columns: Sequence[str] | None = None) -> Any:
+    """A landed partition as a ``pyarrow.Table`` (local or object store), ``columns`` only if given."""
+    return _parquet(path).read(columns=list(columns) if columns is not None else None)
 
 
 def _copy_parquet(

@@ -60,3 +60,24 @@ def fetch_pages(
                 on_page(number, result)
                 done_count += 1
     return done_count
+
+
+def fetch_until(
+    first: int,
+    fetch: Callable[[int], T],
+    on_page: Callable[[int, T], None],
+    is_last: Callable[[T], bool],
+) -> int:
+    """Fetch pages ``first``, ``first + 1``, ... one at a time until ``is_last(page)``; return how many.
+
+    For a response that does not say how many pages there are: a next page is only known to exist once
+    the current one came back full, so these requests cannot overlap. Each page is handed to ``on_page``
+    (which may raise to stop, e.g. on a page that repeats the previous one) before ``is_last`` is asked.
+    """
+    number = first
+    while True:
+        page = fetch(number)
+        on_page(number, page)
+        if is_last(page):
+            return number - first + 1
+        number += 1

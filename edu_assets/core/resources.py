@@ -8,6 +8,7 @@ import dagster as dg
 
 from edu_assets.core.catalog import Catalog
 from edu_assets.core.lake import Lake
+from edu_assets.core.lakepath import lake_root
 from edu_assets.core.settings import LakeSettings
 
 
@@ -24,7 +25,7 @@ class LakeResource(dg.ConfigurableResource):
         return cls(root=str(s.root), catalog_path=str(s.catalog_path), work_dir=str(s.work_dir))
 
     def settings(self) -> LakeSettings:
-        return LakeSettings(Path(self.root), Path(self.catalog_path), Path(self.work_dir))
+        return LakeSettings(lake_root(self.root), Path(self.catalog_path), Path(self.work_dir))  # type: ignore[arg-type]
 
     def lake(self) -> Lake:
         return Lake(self.settings())

@@ -39,7 +39,7 @@ def sandbox_url() -> str | None:
 class LakeSettings:
     """Where landed data lives: Parquet datasets, the DuckDB catalog, raw downloads kept on failure."""
 
-    root: Path
+    root: Path  # or an ObjectPath (core/lakepath.py) for EDU_LAKE_ROOT=s3://bucket/prefix
     catalog_path: Path
     work_dir: Path
     # how long work files are kept: a failed landing's raw file, files of runs that died (see core/workdir.py)
@@ -47,9 +47,11 @@ class LakeSettings:
 
     @classmethod
     def from_env(cls) -> LakeSettings:
+        from edu_assets.core.lakepath import lake_root
+
         data = Path(env("EDU_DATA_DIR", "data")).absolute()
         return cls(
-            root=Path(env("EDU_LAKE_ROOT", str(data / "lake"))).absolute(),
+            root=lake_root(env("EDU_LAKE_ROOT", str(data / "lake")) or ""),  # refuses an unsupported scheme
             catalog_path=Path(env("EDU_DUCKDB_PATH", str(data / "edu.duckdb"))).absolute(),
             work_dir=Path(env("EDU_WORK_DIR", str(data / "work"))).absolute(),
         )

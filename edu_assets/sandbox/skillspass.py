@@ -15,6 +15,11 @@ and made switchable where the connector has to cope with both answers:
   "top" or "mixed" = per job, chosen by a hash of its id, so a connector meets both);
 - a tenant on the older API rejects ELEARNING_ENROLLMENTS / LEARNING_ACTIVITY_INTERACTIONS and
   takes ENROLLMENTS (knob `legacy_types`);
+- the create guide's example answers `{"job": {"id"}}` (seed L45-49) while its prose says the answer
+  "will include a jobId" (L41): fault `prose_job_id` makes the next create answer(s) `{"jobId"}`;
+- only PENDING / COMPLETED / FAILED are documented: fault `odd_status` (param `status`, default
+  "CANCELLED") answers the next status call with a word the documents do not list and no download
+  URL; `odd_status_with_url` does the same, with the URL, on the next status call of a finished job;
 - 400s come in the two documented shapes: `{statusCode, code, error, message}` for validation
   and `{error: {key, message}}` for an unknown learning activity.
 The job id is Base64 of `["data-export|tenantKey:sandbox|type:..|format:..|start:..|end:..",
@@ -75,6 +80,8 @@ FILES_PREFIX = "/skillspass-files"
 EXPORTS_PATH = "/skillspass/tp-api/exports"
 JOB_FAILED_MESSAGE = "Export failed: report database timeout (sandbox-injected)"
 STATUS_SHAPES = ("nested", "top", "mixed")
+ODD_STATUS = "CANCELLED"
+ODD_STATUS_KINDS = ("odd_status", "odd_status_with_url")
 FORMATS = ("CSV", "JSONL")
 CONTENT_TYPES = {"csv": "text/csv; charset=utf-8", "jsonl": "application/x-ndjson"}
 REQUIRED_FIELDS = ("startDate", "endDate", "exportType", "format")
@@ -144,7 +151,9 @@ class SkillsPassApp(VendorApp):
 
     name = "skillspass"
     extra_prefixes = (FILES_PREFIX,)
-    FAULT_KINDS = frozenset({"job_fails", "job_never_finishes", "expire_url", *CONTENT_KINDS})
+    FAULT_KINDS = frozenset(
+        {"job_fails", "job_never_finishes", "expire_url", "prose_job_id", *ODD_STATUS_KINDS, *CONTENT_KINDS}
+    )
     ACTIONS = VendorApp.JOB_ACTIONS
     KNOBS = {
         **VendorApp.KNOBS,
@@ -312,6 +321,8 @@ class SkillsPassApp(VendorApp):
         )
         with self._lock:
             self._files[export.file_name] = job_id
+        if self.board.take(self.name, "prose_job_id", request.path) is not None:
+            return json_response({"jobId": job_id}, 201)
         return json_response({"job": {"id": job_id}}, 201)
 
     def _parse_create(self, request: Request) -> _ExportJob:
@@ -424,6 +435,14 @@ class SkillsPassApp(VendorApp):
             errors = [{"key": "EXPORT_FAILED", "message": job.error or "Export failed: internal error"}]
         else:
             status = "PENDING"
+        # A status word the documents do not list: without a URL in any phase, or with one once the file is ready.
+        odd = self.board.take(self.name, "odd_status", request.path)
+        if odd is None and phase is Phase.DONE:
+            odd = self.board.take(self.name, "odd_status_with_url", request.path)
+        if odd is not None:
+            status = str(odd.param("status", ODD_STATUS))
+            if odd.kind == "odd_status":
+                url = expires_at = None
         export_data = {"downloadUrl": url, "downloadExpiresAt": expires_at}
         if self.shape_for(job_id) == "nested":
             body = {"job": {"id": job_id, "status": status, "exportData": export_data}, "errors": errors}

@@ -1,21 +1,34 @@
 """Stellic emulator: bulk exports (sync CSV or async s3 job), export polling, pre-signed file
-URLs, and the partner API's engagement-score export.
+URLs, and the partner API's reads.
 
-Routes (base URL `{server.url}/stellic`, all need `Authorization: Bearer <token>`):
+Routes (base URL `{server.url}/stellic`, all need `Authorization: Bearer <token>`), and only these:
   GET /stellic/exports/export_data/{data_type}?output_format=csv[&delivery_channel=http_file|s3]
-  GET /stellic/exports/get_export_url?file_name=...        (also under /partnerapi/v1/exports/)
-  GET /stellic/partnerapi/v1/exports/engagement_score
+      (the bulk export guide's URL, at the host root: reference/stellic/bulk_exports.yaml)
+  under the partner API base /stellic/partnerapi/v1 (reference/stellic/partner_api.yaml):
+  GET .../exports/get_export_url?file_name=...
+  GET .../exports/engagement_score
+  GET .../student/bulk/{property}?output_format=csv&delivery_channel=http_file
+  GET .../student/{student_username}/{property}
+  GET .../student/{student_username}/audit/{course_filter}/{property}
+  GET .../student/{student_username}/custom_audit/{course_filter}/{program_filter}/{property}
+  GET .../student/{student_username}/planner/{course_filter}/{property}
 and, without bearer auth (S3-style pre-signed):
   GET /stellic-files/{file_name}?Expires=...&Signature=...
 
-The data catalogue and generators live in stellic_exports.py; this module is the HTTP
-behaviour: auth, validation, sync/async choice, job progression and vendor-specific faults.
+get_export_url is served under the partner base only: the document puts it in the partner API's
+Exports section (L2062), and an alias at the host root would hide a client polling the wrong URL.
+The contracts come from reference/ (the documents), never from the client's catalog; generators
+live in stellic_exports.py and stellic_partner.py; this module is the HTTP behaviour: auth,
+validation, sync/async choice, job progression and vendor-specific faults.
 """
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import secrets
+import threading
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -35,6 +48,15 @@ from .stellic_exports import (
     ExportQuery,
     ExportType,
     ParamError,
+)
+from .stellic_partner import (
+    PARTNER,
+    STUDENT_READS,
+    PartnerRoute,
+    Student,
+    bad_path_param,
+    missing_query,
+    student_body,
 )
 from .synth import FileCache, SqlRandom, TempFileCache, copy_to_csv, seed_for
 
@@ -79,8 +101,12 @@ class StellicApp(VendorApp):
 
     name = "stellic"
     extra_prefixes = (FILES_PREFIX,)
-    FAULT_KINDS = frozenset({"job_fails", "job_never_finishes", "expire_url", *CONTENT_KINDS})
-    ACTIONS = VendorApp.JOB_ACTIONS
+    # renamed_result_sets: the next partner student read answers with its result sets under other names
+    # (param "suffix", default "_v2"), as a vendor that changed its response shape would
+    FAULT_KINDS = frozenset(
+        {"job_fails", "job_never_finishes", "expire_url", "renamed_result_sets", *CONTENT_KINDS}
+    )
+    ACTIONS = VendorApp.JOB_ACTIONS | {"hold_partner_reads", "release_partner_reads"}
     KNOBS = {
         **VendorApp.KNOBS,
         "rows": Knob(200, nonneg_int, "rows per export (all_appointments: per 30 days of window)"),
@@ -92,6 +118,17 @@ class StellicApp(VendorApp):
         "sync_row_limit": Knob(1_000_000, nonneg_int, "sync exports above this many rows fail with 504"),
         "cache_dir": Knob(None, _optional_dir, "where generated files are cached (default: a temp dir)"),
         "seed": Knob(0, int, "changes every generated value (same seed = same bytes)"),
+        "final_status": Knob(
+            "completed",
+            str,
+            "the status get_export_url gives a finished job (the document shows only not_started)",
+        ),
+        "partner_latency": Knob(
+            0.0, nonneg_float, "seconds each partner student read takes (counted in flight)"
+        ),
+        "partner_max_in_flight": Knob(
+            0, nonneg_int, "concurrent partner student reads before 429 'rate limit reached' (0: no limit)"
+        ),
     }
 
     def __init__(
@@ -106,14 +143,26 @@ class StellicApp(VendorApp):
         self.jobs = JobStore()
         self.signer = UrlSigner()
         self._files_cache = TempFileCache("edu-assets-sandbox-")
+        self._in_flight_lock = threading.Lock()
+        self.partner_in_flight = 0
+        self.partner_peak_in_flight = 0  # the most partner student reads served at once (tests read it)
+        self._partner_gate = threading.Event()  # cleared: student reads wait, in flight, until released
+        self._partner_gate.set()
         self.router = Router()
         base = f"/{self.name}"
         self.router.add("GET", f"{base}/exports/export_data/{{data_type}}", self.export_data)
-        self.router.add("GET", f"{base}/exports/get_export_url", self.get_export_url)
-        self.router.add("GET", f"{base}/partnerapi/v1/exports/get_export_url", self.get_export_url)
+        partner = f"{base}{PARTNER.base_path}"
+        routes = PARTNER.routes
+        self.router.add("GET", partner + routes["get_export_url"].path, self.get_export_url)
         self.router.add(
-            "GET", f"{base}/partnerapi/v1/exports/engagement_score", self.partner_engagement_score
+            "GET", partner + routes["engagement_score_export"].path, self.partner_engagement_score
         )
+        # the bulk read before the per-student ones: "bulk" would otherwise match {student_username}
+        self.router.add(
+            "GET", partner + routes["students_by_property"].path, self.partner_students_by_property
+        )
+        for name in STUDENT_READS:
+            self.router.add("GET", partner + routes[name].path, self._student_read(routes[name]))
         self.router.add("GET", f"{FILES_PREFIX}/{{file_name}}", self.download)
 
     # -- plumbing -----------------------------------------------------------------------------
@@ -156,6 +205,19 @@ class StellicApp(VendorApp):
 
     def reset(self) -> None:
         self.jobs.clear()
+        with self._in_flight_lock:
+            self.partner_in_flight = self.partner_peak_in_flight = 0
+        self._partner_gate.set()
+
+    def hold_partner_reads(self) -> dict[str, bool]:
+        """Keep partner student reads in flight until :meth:`release_partner_reads` (tests order overlap
+        with it instead of a clock)."""
+        self._partner_gate.clear()
+        return {"held": True}
+
+    def release_partner_reads(self) -> dict[str, bool]:
+        self._partner_gate.set()
+        return {"held": False}
 
     def close(self) -> None:
         self.jobs.close()
@@ -301,7 +363,7 @@ class StellicApp(VendorApp):
         expired = self.board.take(self.name, "expire_url", request.path)
         ttl = -60.0 if expired else self.url_ttl
         url = self.signer.url(self.server_url, f"{FILES_PREFIX}/{file_name}", ttl)
-        return json_response({"success": True, "status": "completed", "url": url})
+        return json_response({"success": True, "status": self.final_status, "url": url})
 
     def download(self, request: Request, file_name: str) -> Response:
         denied = self.signer.check(request)
@@ -321,11 +383,80 @@ class StellicApp(VendorApp):
 
     # -- partner API --------------------------------------------------------------------------
 
-    def partner_engagement_score(self, request: Request) -> Response:
+    def _engagement_csv(self, request: Request) -> Response:
+        """The student engagement scores as the document samples them (L1232-1236, L2097-2101): the CSV
+        ``Username, ID, Engagement Score`` with a space after every comma."""
         export = EXPORTS["engagement_score"]
         params = export.parse_params({})
         query = self.build_query(export, params)
         if query.rows > self.sync_row_limit:
             return _errors(TIMEOUT, 504)
+        clean = self.produce(export, params, query).path
+        key = {"vendor": self.name, "clean": clean.name, "shape": "partner-csv"}
+        spaced = self.cache.get_or_create(
+            key, lambda tmp: _space_after_commas(clean, tmp), label="engagement-partner"
+        )
         fault = self.board.take(self.name, CONTENT_KINDS, request.path)
-        return self._file_response(self.produce(export, params, query, fault), "engagement_score.csv")
+        return self._file_response(self._with_fault(spaced, fault), "engagement_score.csv")
+
+    def partner_engagement_score(self, request: Request) -> Response:
+        return self._engagement_csv(request)
+
+    def partner_students_by_property(self, request: Request, property: str) -> Response:
+        route = PARTNER.routes["students_by_property"]
+        problem = bad_path_param(route, {"property": property}) or missing_query(route, request.query)
+        if problem:
+            return _errors(problem, 400)
+        return self._engagement_csv(request)  # engagement_score is the only documented property
+
+    def roster(self) -> dict[str, Student]:
+        """Every student the tenant knows (the engagement-score export's), by username."""
+        export = EXPORTS["engagement_score"]
+        params = export.parse_params({})
+        path = self.produce(export, params, self.build_query(export, params)).path
+        with open(path, encoding="utf-8", newline="") as f:
+            rows = list(csv.DictReader(f))
+        return {r["Username"]: Student(r["Username"], int(r["ID"]), int(r["Engagement Score"])) for r in rows}
+
+    def _student_read(self, route: PartnerRoute):
+        def handler(request: Request, student_username: str, **path_params: str) -> Response:
+            problem = bad_path_param(route, path_params)
+            if problem:
+                return _errors(problem, 400)
+            with self._in_flight_lock:
+                if self.partner_max_in_flight and self.partner_in_flight >= self.partner_max_in_flight:
+                    response = _errors(PARTNER.errors[429], 429)
+                    response.headers["Retry-After"] = "0"
+                    return response
+                self.partner_in_flight += 1
+                self.partner_peak_in_flight = max(self.partner_peak_in_flight, self.partner_in_flight)
+            try:
+                if self.partner_latency:
+                    time.sleep(self.partner_latency)
+                self._partner_gate.wait(timeout=120)
+                student = self.roster().get(student_username)
+                if student is None:
+                    return _errors(PARTNER.errors[404], 404)
+                body = student_body(route.name, student, path_params, self.seed)
+                renamed = self.board.take(self.name, "renamed_result_sets", request.path)
+                if renamed is not None:
+                    suffix = str(renamed.param("suffix", "_v2"))
+                    body = {(k if k == "success" else f"{k}{suffix}"): v for k, v in body.items()}
+                return json_response(body)
+            finally:
+                with self._in_flight_lock:
+                    self.partner_in_flight -= 1
+
+        return handler
+
+
+def _space_after_commas(clean: Path, dest: Path) -> None:
+    """Rewrite a CSV of plain fields (no quoting needed) with ", " between fields, as the document shows."""
+    with (
+        open(clean, encoding="utf-8", newline="") as src,
+        open(dest, "w", encoding="utf-8", newline="") as out,
+    ):
+        for row in csv.reader(src):
+            if any(ch in field for field in row for ch in ',"\r\n'):
+                raise ValueError("the partner CSV shape is only emulated for plain fields")
+            out.write(", ".join(row) + "\r\n")

@@ -1,9 +1,13 @@
 """Stellic's 22 bulk-export data types: parameters, default flow, columns, and data generators.
 
-Embedded here (not read from ../shared at run time) so the sandbox ships with the package.
-Parameters, defaults and sync/async defaults follow Stellic's "Bulk export reference guide";
-columns are documented only for `engagement_score` and `remaining_non_admin_requirements`,
-the others are plausible inventions in Stellic's Title Case style.
+The contract (which data types exist, each one's parameters: required, type, default, allowed
+values, and its default sync/async flow) is read from `reference/stellic/bulk_exports.yaml`, a
+verbatim copy of the engineering notes extracted from Stellic's "Bulk export reference guide"
+(see `reference/stellic/README.md`), never from the client's catalog: a misreading then shows as
+a failing test instead of being shared by both sides. What the document does not say is the
+emulator's own: natural keys, which parameters are pure filters (`NON_DATA_PARAMS`), and the
+columns, documented only for `engagement_score` and `remaining_non_admin_requirements` (the others
+are plausible inventions in Stellic's Title Case style).
 
 Every column is a DuckDB expression of the row number `i`, so any volume streams straight to
 CSV (see synth.copy_to_csv). Two randomness sources are used:
@@ -20,8 +24,11 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
+
+import yaml
 
 from .synth import (
     PROGRAMS,
@@ -157,6 +164,7 @@ class ExportType:
     keys: tuple[str, ...]
     build: Callable[[ExportContext], ExportQuery]
     params: tuple[Param, ...] = field(default_factory=tuple)
+    documented_columns: tuple[str, ...] = ()  # the document's column list, where it gives one
 
     def parse_params(self, query: dict[str, list[str]]) -> dict[str, Any]:
         return {p.name: p.parse(query.get(p.name, [])) for p in self.params}
@@ -1030,90 +1038,103 @@ def build_permissions(ctx: ExportContext) -> ExportQuery:
     )
 
 
-# -- the catalogue ------------------------------------------------------------------------------
+# -- the catalogue: the document's data types, bound to this module's generators -----------------
 
-_EXCLUDE_ARCHIVED = Param("exclude_archived", "bool", default=True)
+REFERENCE = Path(__file__).with_name("reference") / "stellic" / "bulk_exports.yaml"
 
-EXPORTS: dict[str, ExportType] = {
-    e.name: e
-    for e in (
-        ExportType("audit_data", "sync", ("Audit ID",), build_audit_data),
-        ExportType("audit_requirements", "async", ("Requirement ID",), build_audit_requirements, (
-            Param("reset_cache", "bool", default=False, affects_data=False),
-            Param("for_ext_ids", "bool", default=False),
-        )),
-        ExportType("incorrect_audit_applications", "sync", ("Student ID",), build_incorrect_audit_applications),
-        ExportType("programs_without_audits", "sync", ("Program ID",), build_programs_without_audits),
-        ExportType("requirement_units_taken", "sync", ("Student ID", "Requirement Screen Name"), build_requirement_units_taken, (
-            Param("screen_names", "list_str", required=True),
-            Param("audit_mode", default="official", choices=("official", "planned")),
-            _EXCLUDE_ARCHIVED,
-        )),
-        ExportType("plan_courses", "sync", ("Student ID", "Term", "Course Code"), build_plan_courses, (
-            Param("mode", required=True, choices=("planned", "unmatched")),
-            Param("course_filter", default="registered", choices=("registered", "planned")),
-        )),
-        ExportType("plancourse_enrollment_by_term", "sync", ("Term", "Course Code"), build_plancourse_enrollment_by_term, (
-            Param("years", "list_int", required=True),
-            Param("school_name", required=True),
-        )),
-        ExportType("registration_details", "sync", ("Student ID", "Course Code"), build_registration_details, (
-            Param("year", "int", required=True),
-            Param("semester", required=True),
-            Param("timestamp", "datetime", affects_data=False),
-            Param("all_students", "bool", default=False),
-        )),
-        ExportType("sections_counting_for_reqs", "async", ("Usem ID", "Section ID", "Requirement ID"), build_sections_counting_for_reqs, (
-            Param("usem_ids", "list_int", required=True),
-        )),
-        ExportType("bulk_exceptions_detailed", "sync", ("Exception ID",), build_bulk_exceptions_detailed, (
-            Param("school_shortname"),
-            Param("include_all", "bool", default=False),
-            _EXCLUDE_ARCHIVED,
-        )),
-        ExportType("export_workflow_responses", "sync", ("Response ID",), build_export_workflow_responses, (
-            Param("workflow_id", "int", required=True),
-        )),
-        ExportType("bulk_pathways", "sync", ("Pathway ID", "Sequence"), build_bulk_pathways, (
-            Param("include_placeholders", "bool", default=False),
-            Param("include_extracurriculars", "bool", default=False),
-        )),
-        ExportType("student_geneds", "sync", ("Student ID", "GenEd Category"), build_student_geneds),
-        ExportType("engagement_score", "sync", ("ID",), build_engagement_score),
-        ExportType("graduation_applications", "sync", ("Application ID",), build_graduation_applications, (
-            Param("updated_since", "datetime", affects_data=False),
-            Param("use_local_timezone", "bool", default=False, affects_data=False),
-        )),
-        ExportType("remaining_non_admin_requirements", "sync", ("Student ID",), build_remaining_non_admin_requirements, (
-            Param("expected_graduation_term", required=True),
-            Param("exclude_requirement_names", "list_str", required=True),
-            Param("program_name"),
-            Param("audit_name"),
-            Param("mode", default="official", choices=("official", "planned")),
-            Param("active_status", choices=("Active", "LOA")),
-            _EXCLUDE_ARCHIVED,
-        )),
-        ExportType("all_appointments", "async_if_large", ("Appointment ID",), build_all_appointments, (
-            Param("start", "date", affects_data=False),
-            Param("end", "date", affects_data=False),
-            Param("fields", "csv_str", affects_data=False),
-        )),
-        ExportType("appointments_admin_info", "sync", ("Staff ID",), build_appointments_admin_info),
-        ExportType("tagged_notes", "sync", ("Note ID",), build_tagged_notes, (
-            Param("tag", required=True),
-        )),
-        ExportType("dynamic_group_entities", "sync", ("Entity Type", "Entity ID"), build_dynamic_group_entities, (
-            Param("dynamic_group", required=True),
-        )),
-        ExportType("user_groups", "sync", ("Group ID",), build_user_groups),
-        ExportType("permissions", "async", ("Permission ID",), build_permissions, (
-            Param("usernames", "csv_str"),
-            Param("group_ids", "csv_int"),
-        )),
-    )
+# The reference's parameter types (free text from the KB) -> how the emulator parses the query string.
+_KINDS = {
+    "boolean": "bool",
+    "integer": "int",
+    "string": "str",
+    "string (unique semester ID)": "str",
+    "string (YYYY-MM-DD HH:MM)": "datetime",
+    "datetime string": "datetime",
+    "date (YYYY-MM-DD)": "date",
+    "list[string]": "list_str",
+    "list[integer]": "list_int",
+    "comma-separated string": "csv_str",
+    "comma-separated integers": "csv_int",
+}
+
+# Parameters that filter a stable population rather than change it (they do not reseed the data):
+# overlapping windows must return the same records. The emulator's choice; the document is silent.
+NON_DATA_PARAMS = {
+    ("audit_requirements", "reset_cache"),
+    ("registration_details", "timestamp"),
+    ("graduation_applications", "updated_since"),
+    ("graduation_applications", "use_local_timezone"),
+    ("all_appointments", "start"),
+    ("all_appointments", "end"),
+    ("all_appointments", "fields"),
+}
+
+# Natural keys (unique within one file) and generators: the emulator's own, not documented.
+_GENERATORS: dict[str, tuple[tuple[str, ...], Callable[[ExportContext], ExportQuery]]] = {
+    "audit_data": (("Audit ID",), build_audit_data),
+    "audit_requirements": (("Requirement ID",), build_audit_requirements),
+    "incorrect_audit_applications": (("Student ID",), build_incorrect_audit_applications),
+    "programs_without_audits": (("Program ID",), build_programs_without_audits),
+    "requirement_units_taken": (("Student ID", "Requirement Screen Name"), build_requirement_units_taken),
+    "plan_courses": (("Student ID", "Term", "Course Code"), build_plan_courses),
+    "plancourse_enrollment_by_term": (("Term", "Course Code"), build_plancourse_enrollment_by_term),
+    "registration_details": (("Student ID", "Course Code"), build_registration_details),
+    "sections_counting_for_reqs": (("Usem ID", "Section ID", "Requirement ID"), build_sections_counting_for_reqs),
+    "bulk_exceptions_detailed": (("Exception ID",), build_bulk_exceptions_detailed),
+    "export_workflow_responses": (("Response ID",), build_export_workflow_responses),
+    "bulk_pathways": (("Pathway ID", "Sequence"), build_bulk_pathways),
+    "student_geneds": (("Student ID", "GenEd Category"), build_student_geneds),
+    "engagement_score": (("ID",), build_engagement_score),
+    "graduation_applications": (("Application ID",), build_graduation_applications),
+    "remaining_non_admin_requirements": (("Student ID",), build_remaining_non_admin_requirements),
+    "all_appointments": (("Appointment ID",), build_all_appointments),
+    "appointments_admin_info": (("Staff ID",), build_appointments_admin_info),
+    "tagged_notes": (("Note ID",), build_tagged_notes),
+    "dynamic_group_entities": (("Entity Type", "Entity ID"), build_dynamic_group_entities),
+    "user_groups": (("Group ID",), build_user_groups),
+    "permissions": (("Permission ID",), build_permissions),
 }  # fmt: skip
+
+
+def _param(data_type: str, raw: dict[str, Any]) -> Param:
+    kind = _KINDS.get(str(raw.get("type")))
+    if kind is None:
+        raise ValueError(
+            f"{REFERENCE.name}: {data_type}.{raw['name']} has a type the emulator cannot parse: {raw.get('type')!r}"
+        )
+    return Param(
+        raw["name"],
+        kind,
+        required=bool(raw.get("required")),
+        default=raw.get("default"),
+        choices=tuple(raw.get("allowed_values") or ()),
+        affects_data=(data_type, raw["name"]) not in NON_DATA_PARAMS,
+    )
+
+
+def load_reference(path: Path = REFERENCE) -> tuple[dict[str, ExportType], dict[str, Any]]:
+    """The documented data types as emulator export types, and the document's common endpoint facts."""
+    with open(path, encoding="utf-8") as f:
+        raw = yaml.safe_load(f)
+    documented = [d["name"] for d in raw["data_types"]]
+    if set(documented) != set(_GENERATORS):
+        raise ValueError(
+            f"{path.name} documents {sorted(set(documented) - set(_GENERATORS))} without a generator here, "
+            f"and the emulator generates {sorted(set(_GENERATORS) - set(documented))} that it does not document"
+        )
+    exports = {}
+    for d in raw["data_types"]:
+        keys, build = _GENERATORS[d["name"]]
+        params = tuple(_param(d["name"], p) for p in d.get("parameters") or [])
+        exports[d["name"]] = ExportType(
+            d["name"], d["default_flow"], keys, build, params, tuple(d.get("export_columns") or ())
+        )
+    return exports, raw["endpoint"]
+
+
+EXPORTS, ENDPOINT = load_reference()
 
 # Natural-key columns per data type (unique within one export file).
 KEYS: dict[str, list[str]] = {name: list(export.keys) for name, export in EXPORTS.items()}
 
-ASYNC_IF_LARGE_THRESHOLD = 5000  # all_appointments goes async above this many rows
+ASYNC_IF_LARGE_THRESHOLD = 5000  # all_appointments goes async above this many rows (KB1 L106)

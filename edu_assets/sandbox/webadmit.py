@@ -18,6 +18,13 @@ Vendor behaviour worth knowing (see shared/reference/webadmit/README.md):
   the emulator answers 429 + Retry-After (the real behaviour is undocumented, this is inferred);
 - POSTing a run of an export that is still running returns the running instance's id;
 - statuses are capitalised ("In Progress") or snake_case ("in_progress") per `status_style`;
+- `export_files` is one object (today's schema) or a one-element array (the pre-May-2018 schema)
+  per `export_files_shape`;
+- what the documents leave open is switchable by fault params: `success_with_errors` comes with a
+  download_url unless `download_url=false`; `empty_list` comes without one unless `download_url=true`
+  (then the file is header-only); `odd_status` (param `status`, default "Archived") answers the next
+  status call with a word outside the documented seven and no URL, `odd_status_with_url` does the
+  same with a URL on the next status call of a finished run;
 - CSV files are ISO-8859-1. The data generators live in webadmit_data.py.
 """
 
@@ -74,6 +81,9 @@ JOB_FAILED_MESSAGE = "Export failed: the export could not be generated (sandbox-
 SUCCESS_WITH_ERRORS_MESSAGE = "3 applicants could not be exported: GPA calculation failed"
 RATE_LIMIT_MESSAGE = "Rate limit exceeded. Try again later."
 RUN_FAULTS = ("job_fails", "job_never_finishes", "success_with_errors", "empty_list")
+ODD_STATUS_KINDS = ("odd_status", "odd_status_with_url")
+ODD_STATUS = "Archived"
+EXPORT_FILES_SHAPES = ("object", "array")
 CALLBACK_POLL_SECONDS = 0.05
 CALLBACK_TIMEOUT_SECONDS = 3.0
 
@@ -88,7 +98,7 @@ STATUS_WORDS = {
     "failed": "Failed",
 }
 TERMINAL = frozenset({"available", "success_with_errors", "empty_list", "failed"})
-WITH_FILE = frozenset({"available", "success_with_errors"})
+WITH_FILE = frozenset({"available", "success_with_errors", "empty_list"})  # may bring a URL: see `_has_url`
 STATUS_STYLES = ("capitalised", "snake", "mixed")
 
 
@@ -96,6 +106,17 @@ def _status_style(value: Any) -> str:
     if value not in STATUS_STYLES:
         raise ValueError(f"expected one of {list(STATUS_STYLES)}, got {value!r}")
     return str(value)
+
+
+def _export_files_shape(value: Any) -> str:
+    if value not in EXPORT_FILES_SHAPES:
+        raise ValueError(f"expected one of {list(EXPORT_FILES_SHAPES)}, got {value!r}")
+    return str(value)
+
+
+def _flag(value: Any) -> bool:
+    """A fault parameter as a boolean (JSON true/false, or "1"/"true"/"yes" from the CLI)."""
+    return value if isinstance(value, bool) else str(value).strip().lower() in ("1", "true", "yes", "on")
 
 
 def _int_id(value: Any) -> int | None:
@@ -123,6 +144,7 @@ class ExportRun:
     result: str  # the terminal word once the job is done: available / success_with_errors / empty_list
     errors: list[str] = field(default_factory=list)
     callback: str | None = None
+    with_url: bool = True  # whether a finished run's status brings a download_url (see `_has_url`)
 
     @property
     def href(self) -> str:
@@ -134,8 +156,10 @@ class WebAdMitApp(VendorApp):
 
     name = "webadmit"
     extra_prefixes = (FILES_PREFIX,)
-    FAULT_KINDS = frozenset({*RUN_FAULTS, "expire_url"})
-    ACTIONS = frozenset({"add_identity", "remove_identity", "add_export", "remove_export", *VendorApp.JOB_ACTIONS})
+    FAULT_KINDS = frozenset({*RUN_FAULTS, *ODD_STATUS_KINDS, "expire_url"})
+    ACTIONS = frozenset(
+        {"add_identity", "remove_identity", "add_export", "remove_export", *VendorApp.JOB_ACTIONS}
+    )
     KNOBS = {
         **VendorApp.KNOBS,
         "rows": Knob(120, nonneg_int, "applicants per generated WebAdMIT export file"),
@@ -151,6 +175,11 @@ class WebAdMitApp(VendorApp):
             "capitalised",
             _status_style,
             "export file status words: capitalised, snake or mixed (by id parity)",
+        ),
+        "export_files_shape": Knob(
+            "object",
+            _export_files_shape,
+            "export_files as one object (current) or a 1-element array (pre-2018)",
         ),
         "rate_limit": Knob(5000, nonneg_int, "WebAdMIT requests allowed per API key per rate window"),
         "rate_window": Knob(3600.0, nonneg_float, "seconds of the WebAdMIT fixed rate-limit window"),
@@ -420,16 +449,16 @@ class WebAdMitApp(VendorApp):
                 if callback is not None and current.callback is None:
                     current.callback = callback
                     self._watch(current)
-                return json_response({"export_files": self._item(current)}, 201)
+                return json_response(self._wrap(self._item(current)), 201)
             run = self._start_run(identity_id, template, callback, request)
         if callback is not None:
             self._watch(run)
-        return json_response({"export_files": self._item(run)}, 201)
+        return json_response(self._wrap(self._item(run)), 201)
 
     def _start_run(
         self, identity_id: int, template: ExportTemplate, callback: str | None, request: Request
     ) -> ExportRun:
-        outcome, result, errors = Outcome.SUCCEED, "available", []
+        outcome, result, errors, with_url = Outcome.SUCCEED, "available", [], True
         fault = self.board.take(self.name, RUN_FAULTS, request.path)
         if fault is not None and fault.kind == "job_fails":
             outcome = Outcome.FAIL
@@ -439,13 +468,15 @@ class WebAdMitApp(VendorApp):
         elif fault is not None and fault.kind == "success_with_errors":
             result = "success_with_errors"
             errors = [str(fault.param("message", SUCCESS_WITH_ERRORS_MESSAGE))]
+            with_url = _flag(fault.param("download_url", True))
         elif fault is not None and fault.kind == "empty_list":
             result = "empty_list"
-        rows, seed = self.rows, self.seed
-        work = None if result == "empty_list" else (lambda: self._produce(template, rows, seed))
+            with_url = _flag(fault.param("download_url", False))
+        rows, seed = (0 if result == "empty_list" else self.rows), self.seed
+        work = (lambda: self._produce(template, rows, seed)) if with_url else None
         fid = next(self._ids)
         job = self.jobs.create(str(fid), work, self.ready_after, outcome, "; ".join(errors))
-        run = ExportRun(fid, identity_id, template, job, result, errors, callback)
+        run = ExportRun(fid, identity_id, template, job, result, errors, callback, with_url)
         self._runs[fid] = run
         self._latest[(identity_id, template.id)] = run
         return run
@@ -513,6 +544,15 @@ class WebAdMitApp(VendorApp):
             "status": self._word(status or self._status(run), run.id),
         }
 
+    def _wrap(self, item: dict[str, Any]) -> dict[str, Any]:
+        """`{"export_files": {...}}`, or the pre-May-2018 one-element array (knob `export_files_shape`)."""
+        return {"export_files": [item] if self.export_files_shape == "array" else item}
+
+    @staticmethod
+    def _has_url(run: ExportRun, status: str) -> bool:
+        """Available always brings a URL; Success With Errors and Empty List as their run was set up."""
+        return status in WITH_FILE and (status == "available" or run.with_url)
+
     def export_file_status(self, request: Request, eid: str, fid: str) -> Response:
         file_id, export_id = _int_id(fid), _int_id(eid)
         with self._lock:
@@ -521,11 +561,18 @@ class WebAdMitApp(VendorApp):
             return _message(f"Export file '{fid}' not found.", 404)
         status = self._status(run)
         body = self._item(run, status)
-        if status in WITH_FILE:
+        if self._has_url(run, status):
             body["download_url"] = self._download_url(run, request)
         if status in ("success_with_errors", "failed"):
             body["errors"] = self._errors(run)
-        return json_response({"export_files": body})
+        odd = self.board.take(self.name, "odd_status", request.path)
+        if odd is None and "download_url" in body:
+            odd = self.board.take(self.name, "odd_status_with_url", request.path)
+        if odd is not None:  # a word outside the documented seven
+            body["status"] = str(odd.param("status", ODD_STATUS))
+            if odd.kind == "odd_status":
+                body.pop("download_url", None)
+        return json_response(self._wrap(body))
 
     @staticmethod
     def _errors(run: ExportRun) -> list[str]:
@@ -565,7 +612,7 @@ class WebAdMitApp(VendorApp):
         file_id = _int_id(fid)
         with self._lock:
             run = self._runs.get(file_id) if file_id is not None else None
-        if run is None or run.template.filename != filename or self._status(run) not in WITH_FILE:
+        if run is None or run.template.filename != filename or not self._has_url(run, self._status(run)):
             return s3_error(404, "NoSuchKey", "The specified key does not exist.")
         path: Path = run.job.result
         stat = path.stat()

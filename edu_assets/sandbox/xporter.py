@@ -1,23 +1,35 @@
 """Xporter on Demand (Groupcall) emulator: STS tokens, management APIs and the 87 school-data
-read endpoints of the client's catalogue, with paging, change sets and the vendor's quirks.
+read endpoints of the vendor document, with paging, change sets, mandatory filters and the
+vendor's quirks.
 
 Routes (base URL `{server.url}/xporter`):
   POST /xporter/idaas/sts/STS/GetToken                          (no auth; always HTTP 200)
   GET  /xporter/api/XporterOnDemand/GetXodSchools               (management token)
+  GET  /xporter/api/XporterOnDemand/CheckEstab?Estab=X          (management token; also /api/v1/CheckEstab)
   GET  /xporter/api/v1/TokenDetails | Scopes | Queries          (school or management token)
-  GET  /xporter/api/v1/Logs | Usage | GDPRIDs ?estab=X          (management token)
+  GET  /xporter/api/v1/Logs | Usage | GDPRIDs                   (management token; every school)
   GET  /xporter/api/v1/School/{estab}/{Path}/[{id}]             (school token of that estab)
 every call but the STS with `Authorization: Idaas <token>`.
 
+The schema (paths, result sets, fields, filters) is the document's, built by xporter_schema.py
+from a copy of the reference extraction; nothing is read from the client's catalogue.
+
 Quirks reproduced on purpose, because connectors break on exactly these:
 - errors come back with HTTP 200 and an error envelope unless the query has `httpstatuscodes=true`;
-- unpaged requests are silently capped at `unpaged_cap` rows (the pagination block tells);
-- response array names are the catalogue's first alias where there is one, not the table name;
+- unpaged requests are silently capped at `unpaged_cap` rows (the pagination block tells, unless
+  the `pagination` knob hides its counts or the block: the document never describes it, L635);
+- result sets are spelled as the document's response samples spell them (`Group`, `GroupHistory`,
+  `TTDays`...), or as its field-table headings, or one per school (knob `result_set_names`);
+- a request without a mandatory filter is refused (14 endpoints, see xporter_schema.FILTER_RULES);
 - a delta (`changedRows=<token>`) sent with other select/filters than the call that issued the
-  token reports rows missing from the new result as deleted, like the real change tracking;
+  token reports rows missing from the new result as deleted, like the real change tracking; the
+  key carrying the next token is not documented (L600) and is chosen by `change_token_key`;
+- not-ready data answers a `DBStatus` result set (L611), and `onlyGetDBStatus=true` (L5373) asks
+  for that status alone; every data answer carries `meta` with the cache's refresh time (L5375);
+- management calls refuse query parameters the document does not list for them;
 - a school can be pending, revoked or paused (GDPR selection), and tokens expire.
 
-Row synthesis, the catalogue and dataset states live in xporter_data.py.
+Row synthesis, the endpoint model and dataset states live in xporter_data.py.
 """
 
 from __future__ import annotations
@@ -39,17 +51,20 @@ from .app import Knob, VendorApp, nonneg_float, nonneg_int
 from .http import Request, Response
 from .synth import rng_for
 from .xporter_data import (
+    RESULT_SET_STYLES,
     DataQuery,
     DatasetState,
     Endpoint,
+    Filter,
     ListView,
     Projection,
     RowFactory,
     View,
-    load_catalog,
+    Window,
     projection,
     result_view,
 )
+from .xporter_schema import DOMAINS, SOURCE_HINTS, load_schema
 
 __all__ = [
     "DEFAULT_SCHOOLS",
@@ -84,6 +99,28 @@ NOT_READY_MESSAGE = "Data not ready yet. Request the data again later."
 PAGE_CACHE_ENTRIES = 128  # rendered pages kept (a 2,000-row page of a narrow table is ~0.5 MB)
 APP_NAME = "edu-assets sandbox application"
 _CACHE_SIZE = 16  # filtered views / deltas kept (each up to one int per row)
+_DOMAIN_CACHE = 64  # Id lists of lookup endpoints kept (students, staff, ... per school and state)
+
+# The `__pagination__` item fields are not documented (L635): 'full' sends the fields a 2018 public
+# client fixture showed, 'no_counts' leaves out PageCount/RowCount/NextPage, 'none' the whole block.
+PAGINATION_STYLES = ("full", "no_counts", "none")
+# The key carrying the next changedRows value is not documented (L600): '__changed_rows__' =
+# {"__changed_rows__": [{"next_changed_rows": t}]} (the same fixture), 'changedRows' = a top-level
+# string, 'meta' = meta[0].changedRows, 'none' = no token at all.
+CHANGE_TOKEN_KEYS = ("__changed_rows__", "changedRows", "meta", "none")
+
+# Query parameters the document lists for each management call (anything else is refused);
+# `httpstatuscodes` is the document's switch for "your API calls" and allowed everywhere.
+MANAGEMENT_PARAMS: dict[str, tuple[str, ...]] = {
+    "GetXodSchools": ("includePendingAuthorisation", "estab"),  # L311-316
+    "CheckEstab": ("Estab",),  # L437-446
+    "TokenDetails": (),
+    "Scopes": (),
+    "Logs": (),
+    "Queries": (),
+    "Usage": (),
+    "GDPRIDs": (),
+}
 
 
 def school_secret(estab: str) -> str:
@@ -128,10 +165,19 @@ def _age_days(value: Any) -> dict[str, int]:
     return {str(k): nonneg_int(v) for k, v in value.items()}
 
 
+def _choice(choices: tuple[str, ...]) -> Any:
+    def parse(value: Any) -> str:
+        if value not in choices:
+            raise ValueError(f"expected one of {list(choices)}, got {value!r}")
+        return str(value)
+
+    return parse
+
+
 def _rows_by_endpoint(value: Any) -> dict[str, int]:
     if not isinstance(value, dict):
         raise ValueError('expected a JSON object {endpoint: rows}, e.g. {"students": 200000}')
-    catalog = load_catalog()
+    catalog = load_schema()
     parsed = {}
     for key, rows in value.items():
         try:
@@ -228,8 +274,16 @@ class XporterApp(VendorApp):
 
     name = "xporter"
     FAULT_KINDS = frozenset({"not_ready"})
-    ACTIONS = frozenset({"mutate", "set_school_status", "set_school_scopes", "expire_tokens",
-                         "expire_change_tokens", "add_schools"})
+    ACTIONS = frozenset(
+        {
+            "mutate",
+            "set_school_status",
+            "set_school_scopes",
+            "expire_tokens",
+            "expire_change_tokens",
+            "add_schools",
+        }
+    )
     KNOBS = {
         **VendorApp.KNOBS,
         "rows": Knob(40, nonneg_int, "rows per table of a snapshot endpoint"),
@@ -243,13 +297,30 @@ class XporterApp(VendorApp):
         "not_ready_schools": Knob([], _str_list, "estabs whose data requests answer 'not ready'", cli=False),
         "data_age_days": Knob({}, _age_days, "per-estab age of the cached school data", cli=False),
         "seed": Knob(0, int, "changes every generated value (same seed = same bytes)"),
-        "row_count_offset": Knob(0, int, "added to the RowCount the pagination block reports (a lying server)",
-                                 cli=False),
+        "row_count_offset": Knob(
+            0, int, "added to the RowCount the pagination block reports (a lying server)", cli=False
+        ),
+        "result_set_names": Knob(
+            "sample",
+            _choice(RESULT_SET_STYLES),
+            "result-set spelling: sample (the document's response samples), heading (its field "
+            "tables) or per_school (even last estab digit: sample, odd: heading)",
+        ),
+        "pagination": Knob(
+            "full",
+            _choice(PAGINATION_STYLES),
+            "__pagination__ block: full | no_counts (no PageCount/RowCount/NextPage) | none",
+        ),
+        "change_token_key": Knob(
+            "__changed_rows__",
+            _choice(CHANGE_TOKEN_KEYS),
+            "where the next changedRows value goes: __changed_rows__ | changedRows | meta | none",
+        ),
     }
 
     def __init__(self, **knobs: Any) -> None:
         super().__init__(**knobs)
-        self.catalog = load_catalog()
+        self.catalog = load_schema()
         self._lock = threading.RLock()
         self._schools: dict[str, School] = {}
         self._tokens: dict[str, IssuedToken] = {}
@@ -259,6 +330,7 @@ class XporterApp(VendorApp):
         self._views: OrderedDict[tuple[Any, ...], View] = OrderedDict()
         self._deltas: OrderedDict[tuple[Any, ...], tuple[list[int], list[int]]] = OrderedDict()
         self._page_cache: dict[tuple[Any, ...], list[list[dict[str, Any]]]] = {}
+        self._domain_cache: OrderedDict[tuple[Any, ...], tuple[str, ...]] = OrderedDict()
         self.range_call_counts: Counter[tuple[str, str]] = Counter()
         self.range_requests: list[tuple[str, str, str, str]] = []  # (estab, endpoint, from, to)
         self.reset()
@@ -290,6 +362,7 @@ class XporterApp(VendorApp):
             self._views.clear()
             self._deltas.clear()
             self._page_cache.clear()
+            self._domain_cache.clear()
             self.range_call_counts.clear()
             self.range_requests.clear()
 
@@ -427,7 +500,7 @@ class XporterApp(VendorApp):
                 seq=state.seq + 1,
             )
             self._datasets[(estab, ep.name)] = new_state
-        factory = RowFactory(estab, ep, new_state, self.seed)
+        factory = self._factory(estab, ep, new_state)
         return {
             "inserted": [factory.row_id(i) for i in inserted],
             "updated": [factory.row_id(i) for i in updated],
@@ -442,21 +515,34 @@ class XporterApp(VendorApp):
         *,
         date_from: date | None = None,
         date_to: date | None = None,
+        filters: dict[str, str] | None = None,
+        options: Iterable[str] = (),
     ) -> list[dict[str, Any]]:
-        """Exactly what a full, unpaged, uncapped fetch returns now for one table (default: the
-        first). Date-range endpoints need `date_from`/`date_to`."""
+        """Exactly what a full, unpaged, uncapped fetch returns now for one result set (default:
+        the first). Date windows default as on the wire; `filters` are query parameters
+        ({"UDFName": "Bus Route"}), required where the document makes them mandatory."""
         ep = self._data_endpoint(endpoint)
         tbl = ep.table(table)
-        if ep.date_range and (date_from is None or date_to is None):
-            raise ValueError(f"{ep.name} is a date-range endpoint: pass date_from and date_to")
+        params = {k.lower(): str(v) for k, v in (filters or {}).items()}
+        window = ep.window
+        if window is not None and date_from is not None and date_to is not None:
+            if window.between:
+                params[window.between.lower()] = f"{date_from}|{date_to}"
+            else:
+                params[window.from_names[0].lower()] = date_from.isoformat()
+                params[window.to_names[0].lower()] = date_to.isoformat()
+        params["options"] = ",".join(options)
         with self._lock:
             school = self._school(estab)
             granted = frozenset(school.scopes)
             state = self._state(estab, ep)
-        query = DataQuery(date_from=date_from, date_to=date_to)
-        factory = RowFactory(estab, ep, state, self.seed)
+        try:
+            query = self._parse_query(estab, ep, params, None)
+        except ParamError as exc:
+            raise ValueError(f"{ep.name}: {exc}") from None
+        factory = self._factory(estab, ep, state)
         view = self._view(estab, factory, query)
-        return factory.rows(tbl, view.slice(0, len(view)), projection(tbl, granted, None))
+        return factory.rows(tbl, view.slice(0, len(view)), projection(tbl, granted, None, query.options))
 
     def _school(self, estab: str) -> School:
         try:
@@ -471,8 +557,17 @@ class XporterApp(VendorApp):
         return ep
 
     def _state(self, estab: str, ep: Endpoint) -> DatasetState:
-        """The current rows of (estab, endpoint); a changed volume knob starts them afresh."""
-        want = self.rows_per_month if ep.date_range else self.rows_by_endpoint.get(ep.name, self.rows)
+        """The current rows of (estab, endpoint); a changed volume knob starts them afresh.
+
+        Lookups that enumerate filter values (UserDefinedFields, LinkedDocumentTypes) have one row
+        per value whatever the knobs say.
+        """
+        if ep.fixed_rows is not None:
+            want = ep.fixed_rows
+        elif ep.date_range:
+            want = self.rows_per_month
+        else:
+            want = self.rows_by_endpoint.get(ep.name, self.rows)
         with self._lock:
             state = self._datasets.get((estab, ep.name))
             if state is None or state.base != want:
@@ -482,7 +577,7 @@ class XporterApp(VendorApp):
 
     def _view(self, estab: str, factory: RowFactory, query: DataQuery) -> View:
         """The result identities of a query; filtered (materialised) ones are cached per state."""
-        key = (estab, factory.endpoint.name, factory.state.uid, query.filters, self.seed)
+        key = (estab, factory.endpoint.name, factory.state.uid, query.filters, self.seed, factory.domains_key)
         with self._lock:
             view = self._views.get(key)
             if view is not None:
@@ -495,6 +590,40 @@ class XporterApp(VendorApp):
                 while len(self._views) > _CACHE_SIZE:
                     self._views.popitem(last=False)
         return view
+
+    def _factory(self, estab: str, ep: Endpoint, state: DatasetState) -> RowFactory:
+        """A row factory with the domains the endpoint's LINKED columns and filters draw from."""
+        sources = {source for _, source in ep.links}
+        if ep.filters is not None:
+            sources.update(f.source for f in ep.filters.filters)
+        domains: dict[str, tuple[str, ...]] = {}
+        key: list[tuple[str, Any]] = []
+        for source in sorted(sources):
+            kind, what = DOMAINS[source]
+            if kind == "values":
+                domains[source] = what
+            else:
+                domains[source], uid = self._ids(estab, what)
+                key.append((source, uid))
+        return RowFactory(estab, ep, state, self.seed, domains, tuple(key))
+
+    def _ids(self, estab: str, endpoint: str) -> tuple[tuple[str, ...], int]:
+        """The row Ids an endpoint (a lookup: Students, Staff, assessmentstructure...) has now, and
+        the state they belong to; cached per state, so a 200,000-student school pays once."""
+        ep = self.catalog.by_name[endpoint]
+        state = self._state(estab, ep)
+        key = (estab, endpoint, state.uid, self.seed)
+        with self._lock:
+            cached = self._domain_cache.get(key)
+        if cached is None:
+            factory = RowFactory(estab, ep, state, self.seed)
+            live = state.live()
+            cached = tuple(factory.row_id(i) for i in live.slice(0, len(live)))
+            with self._lock:
+                self._domain_cache[key] = cached
+                while len(self._domain_cache) > _DOMAIN_CACHE:
+                    self._domain_cache.popitem(last=False)
+        return cached, state.uid
 
     # -- plumbing -----------------------------------------------------------------------------------
 
@@ -542,23 +671,55 @@ class XporterApp(VendorApp):
             return self._fail(
                 params, 405, "MethodNotAllowed", f"{request.method} is not supported on {request.path}"
             )
-        if lowered == ["api", "xporterondemand", "getxodschools"]:
-            return self.api_get_xod_schools(params, caller)
-        if len(lowered) == 3 and lowered[:2] == ["api", "v1"]:
-            handler = {
-                "tokendetails": self.api_token_details,
-                "scopes": self.api_scopes,
-                "queries": self.api_queries,
-                "logs": self.api_logs,
-                "usage": self.api_usage,
-                "gdprids": self.api_gdpr_ids,
-            }.get(lowered[2])
-            if handler is not None:
-                return handler(params, caller)
+        management = self._management_route(lowered)
+        if management is not None:
+            what, handler = management
+            refused = self._undocumented_params(params, what)
+            return refused if refused is not None else handler(params, caller)
         if len(lowered) in (5, 6) and lowered[:3] == ["api", "v1", "school"]:
             row_id = parts[5] if len(parts) == 6 else None
             return self.api_school_data(params, caller, parts[3], parts[4], row_id, request)
         return self._fail(params, 404, "NotFound", f"No endpoint matches {request.path}")
+
+    def _management_route(self, lowered: list[str]) -> tuple[str, Any] | None:
+        """(document name, handler) of a management call. GetXodSchools' path is the document's
+        (L290); Check Estab has none in the document (L437), so both plausible homes answer."""
+        if len(lowered) != 3 or lowered[0] != "api":
+            return None
+        if lowered[1] == "xporterondemand":
+            what = {"getxodschools": "GetXodSchools", "checkestab": "CheckEstab"}.get(lowered[2])
+        elif lowered[1] == "v1":
+            what = next((name for name in MANAGEMENT_PARAMS if name.lower() == lowered[2]), None)
+            what = None if what == "GetXodSchools" else what
+        else:
+            what = None
+        if what is None:
+            return None
+        handlers = {
+            "GetXodSchools": self.api_get_xod_schools,
+            "CheckEstab": self.api_check_estab,
+            "TokenDetails": self.api_token_details,
+            "Scopes": self.api_scopes,
+            "Queries": self.api_queries,
+            "Logs": self.api_logs,
+            "Usage": self.api_usage,
+            "GDPRIDs": self.api_gdpr_ids,
+        }
+        return what, handlers[what]
+
+    def _undocumented_params(self, params: dict[str, str], what: str) -> Response | None:
+        """Management calls take only the query parameters the document lists for them."""
+        allowed = {p.lower() for p in MANAGEMENT_PARAMS[what]} | {"httpstatuscodes"}
+        extra = sorted(set(params) - allowed)
+        if not extra:
+            return None
+        listed = ", ".join(MANAGEMENT_PARAMS[what]) or "none"
+        return self._fail(
+            params,
+            400,
+            "ArgumentException",
+            f"{what} does not take the parameter(s) {', '.join(extra)}; its documented parameters: {listed}",
+        )
 
     # -- STS ------------------------------------------------------------------------------------------
 
@@ -718,71 +879,105 @@ class XporterApp(VendorApp):
         queries = [{"Name": e.name, "Title": e.title, "Endpoint": e.path} for e in self.catalog.endpoints]
         return _json({"Endpoints": endpoints, "Queries": queries, **envelope()})
 
-    def _per_school(
+    def _app_schools(
         self, params: dict[str, str], caller: _Caller, what: str
-    ) -> tuple[str | None, Response | None]:
+    ) -> tuple[list[str], Response | None]:
+        """The estabs a management-wide call reports on: every school that authorised the
+        application at some point. The document lists no parameter for Logs, Usage or GDPRIDs, so
+        nothing selects one school; each row says which school it is about."""
         denied = self._management_only(params, caller, what)
         if denied is not None:
-            return None, denied
-        estab = params.get("estab")
-        if not estab:
-            return None, self._fail(params, 400, "ArgumentException", f"{what} needs the estab parameter")
+            return [], denied
         with self._lock:
-            known = estab in self._schools
-        if not known:
-            return None, self._fail(
-                params, 404, "NotFound", f"Estab '{estab}' is not known to this application"
-            )
-        return estab, None
+            estabs = sorted(e for e, s in self._schools.items() if s.status != "pending")
+        return estabs, None
 
     def _sample_endpoints(self, rng: Any, count: int) -> list[str]:
         return [rng.choice(self.catalog.endpoints).path for _ in range(count)]
 
-    def api_logs(self, params: dict[str, str], caller: _Caller) -> Response:
-        estab, denied = self._per_school(params, caller, "Logs")
+    def api_check_estab(self, params: dict[str, str], caller: _Caller) -> Response:
+        """L437: "Check if an estab has Xporter on Demand setup": `Scopes` plus the envelope.
+
+        An authorised (or paused) school answers its granted scopes; a pending or revoked one an
+        empty list; an estab the application never invited a NotFound envelope (the document shows
+        no negative answer: this is the sandbox's reading).
+        """
+        denied = self._management_only(params, caller, "CheckEstab")
         if denied is not None:
             return denied
-        rng = rng_for("xporter", "logs", estab, self.seed)
+        estab = (params.get("estab") or "").strip()
+        if not re.fullmatch(r"\d{7}", estab):
+            return self._fail(
+                params,
+                400,
+                "ArgumentException",
+                f"CheckEstab needs Estab, the 7-digit estab code; got '{estab}'",
+            )
+        with self._lock:
+            school = copy.copy(self._schools.get(estab))
+        if school is None:
+            body = {"Scopes": [], **envelope("NotFound", f"Estab '{estab}' has no Xporter on Demand set up")}
+            return self._fail(params, 404, "NotFound", "", body=body)
+        granted = sorted(school.scopes) if school.status in ("authorised", "paused") else []
+        return _json({"Scopes": [{"Name": n} for n in granted], **envelope()})
+
+    def api_logs(self, params: dict[str, str], caller: _Caller) -> Response:
+        estabs, denied = self._app_schools(params, caller, "Logs")
+        if denied is not None:
+            return denied
         start = datetime(2025, 5, 1, 7, 30)
-        rows = [
-            {
-                "Id": i + 1,
-                "Estab": estab,
-                "DateTime": (start + timedelta(minutes=37 * i + rng.randrange(30))).isoformat(),
-                "Endpoint": endpoint,
-                "Status": rng.choice(("OK", "OK", "OK", "OK", "NotReady", "Error")),
-            }
-            for i, endpoint in enumerate(self._sample_endpoints(rng, 12))
-        ]
+        rows = []
+        for estab in estabs:
+            rng = rng_for("xporter", "logs", estab, self.seed)
+            rows += [
+                {
+                    "Id": len(rows) + i + 1,
+                    "Estab": estab,
+                    "DateTime": (start + timedelta(minutes=37 * i + rng.randrange(30))).isoformat(),
+                    "Endpoint": endpoint,
+                    "Status": rng.choice(("OK", "OK", "OK", "OK", "NotReady", "Error")),
+                }
+                for i, endpoint in enumerate(self._sample_endpoints(rng, 12))
+            ]
         return _json({"Logs": rows, **envelope()})
 
     def api_usage(self, params: dict[str, str], caller: _Caller) -> Response:
-        estab, denied = self._per_school(params, caller, "Usage")
+        estabs, denied = self._app_schools(params, caller, "Usage")
         if denied is not None:
             return denied
-        rng = rng_for("xporter", "usage", estab, self.seed)
-        rows = [
-            {
-                "Date": (date(2025, 5, 1) + timedelta(days=i // 2)).isoformat(),
-                "Estab": estab,
-                "Endpoint": endpoint,
-                "Calls": rng.randint(1, 40),
-                "Rows": rng.randint(0, 20_000),
-            }
-            for i, endpoint in enumerate(self._sample_endpoints(rng, 10))
-        ]
+        rows = []
+        for estab in estabs:
+            rng = rng_for("xporter", "usage", estab, self.seed)
+            rows += [
+                {
+                    "Date": (date(2025, 5, 1) + timedelta(days=i // 2)).isoformat(),
+                    "Estab": estab,
+                    "Endpoint": endpoint,
+                    "Calls": rng.randint(1, 40),
+                    "Rows": rng.randint(0, 20_000),
+                }
+                for i, endpoint in enumerate(self._sample_endpoints(rng, 10))
+            ]
         return _json({"Usage": rows, **envelope()})
 
     def api_gdpr_ids(self, params: dict[str, str], caller: _Caller) -> Response:
-        estab, denied = self._per_school(params, caller, "GDPRIDs")
+        estabs, denied = self._app_schools(params, caller, "GDPRIDs")
         if denied is not None:
             return denied
-        rng = rng_for("xporter", "gdpr", estab, self.seed)
         kinds = (("Student", "PL-"), ("Staff", "PWT-"), ("Contact", "PC-"))
         rows = []
-        for i in range(8):
-            kind, prefix = rng.choice(kinds)
-            rows.append({"Id": i + 1, "IdaasId": f"{prefix}{rng.randint(1000, 99999)}", "Type": kind})
+        for estab in estabs:
+            rng = rng_for("xporter", "gdpr", estab, self.seed)
+            for _ in range(8):
+                kind, prefix = rng.choice(kinds)
+                rows.append(
+                    {
+                        "Id": len(rows) + 1,
+                        "Estab": estab,
+                        "IdaasId": f"{prefix}{rng.randint(1000, 99999)}",
+                        "Type": kind,
+                    }
+                )
         return _json({"GDPR": rows, **envelope()})
 
     # -- school data ----------------------------------------------------------------------------------
@@ -816,24 +1011,18 @@ class XporterApp(VendorApp):
         refreshed = self._refreshed(estab)
         if ep.kind == "health":
             return _json(self._health(estab, refreshed))
+        meta = {"Id": 1, "MIS": "sandbox", "Version": "1", "DateTime": refreshed}
+        if _true(params.get("onlygetdbstatus")):  # L5373: the data status instead of the data
+            # a probe is a request like any other: it uses up one of a `not_ready` fault's times, so
+            # "not ready for N requests" ends whether the client probes first or not
+            waiting = estab in self.not_ready_schools or self.board.take(self.name, "not_ready", request.path) is not None
+            return _json({"DBStatus": [self._db_status(estab, ep, ready=not waiting)], "meta": [meta]})
         not_ready = self.board.take(self.name, "not_ready", request.path)
         if not_ready is not None or estab in self.not_ready_schools:
-            body = {
-                "DbStatus": [
-                    {"Estab": estab, "Endpoint": ep.path, "Status": "NotReady", "Message": NOT_READY_MESSAGE}
-                ]
-            }
+            body = {"DBStatus": [self._db_status(estab, ep, ready=False)]}
             return self._fail(params, 503, "NotReady", NOT_READY_MESSAGE, body=body)
-        if _true(params.get("onlygetdbstatus")):
-            return _json(
-                {
-                    "DbStatus": [
-                        {"Estab": estab, "Endpoint": ep.path, "Status": "Ready", "Message": "Data is ready."}
-                    ]
-                }
-            )
         try:
-            query = self._parse_query(ep, params, row_id)
+            query = self._parse_query(estab, ep, params, row_id)
             paging = self._parse_paging(params)
         except ParamError as exc:
             return self._fail(params, 400, exc.exception_type, str(exc))
@@ -842,11 +1031,24 @@ class XporterApp(VendorApp):
                 self.range_call_counts[(estab, ep.name)] += 1
                 self.range_requests.append((estab, ep.name, str(query.date_from), str(query.date_to)))
         try:
-            body = self._data_body(estab, school, ep, query, paging, params.get("changedrows"))
+            body, token = self._data_body(estab, school, ep, query, paging, params.get("changedrows"))
         except ParamError as exc:
             return self._fail(params, 400, exc.exception_type, str(exc))
-        body["meta"] = [{"Id": 1, "MIS": "sandbox", "Version": "1", "DateTime": refreshed}]
+        if token is not None and self.change_token_key == "meta":
+            meta["changedRows"] = token
+        body["meta"] = [meta]  # "the meta result set available on all endpoints" (L5375)
         return _json(body)
+
+    @staticmethod
+    def _db_status(estab: str, ep: Endpoint, *, ready: bool) -> dict[str, Any]:
+        """One `DBStatus` row. The document names the object (L611, L5373) but never shows its
+        fields; these are the sandbox's."""
+        return {
+            "Estab": estab,
+            "Endpoint": ep.path,
+            "Status": "Ready" if ready else "NotReady",
+            "Message": "Data is ready." if ready else NOT_READY_MESSAGE,
+        }
 
     def _refreshed(self, estab: str) -> str:
         """When the cached school data was refreshed: 02:00 UTC today minus the data_age_days knob."""
@@ -854,7 +1056,7 @@ class XporterApp(VendorApp):
         return _naive(today - timedelta(days=self.data_age_days.get(estab, 0)))
 
     def _health(self, estab: str, refreshed: str) -> dict[str, Any]:
-        return {
+        body: dict[str, Any] = {
             "health": [
                 {
                     "SchoolDataStatus": "ok",
@@ -864,28 +1066,14 @@ class XporterApp(VendorApp):
                 }
             ],
             "meta": [{"Id": 1, "MIS": "sandbox", "Version": "1", "DateTime": refreshed}],
-            "__pagination__": self._pagination(_Paging(1, self.unpaged_cap, False), 1),
         }
+        pagination = self._pagination(_Paging(1, self.unpaged_cap, False), 1)
+        if pagination is not None:
+            body["__pagination__"] = pagination
+        return body
 
-    def _parse_query(self, ep: Endpoint, params: dict[str, str], row_id: str | None) -> DataQuery:
-        date_from = date_to = None
-        if ep.date_between:
-            raw = params.get(ep.date_between.lower())
-            if not raw:
-                raise ParamError(f"The {ep.date_between} parameter is required (yyyy-MM-dd|yyyy-MM-dd)")
-            first, sep, last = raw.partition("|")
-            if not sep:
-                raise ParamError(f"{ep.date_between} must look like yyyy-MM-dd|yyyy-MM-dd, got '{raw}'")
-            date_from, date_to = _date(ep.date_between, first), _date(ep.date_between, last)
-        elif ep.date_from and ep.date_to:
-            names = (ep.date_from, ep.date_to)
-            missing = [n for n in names if not params.get(n.lower())]
-            if missing:
-                raise ParamError(f"The {' and '.join(missing)} parameter(s) are required (yyyy-MM-dd)")
-            date_from = _date(ep.date_from, params[ep.date_from.lower()])
-            date_to = _date(ep.date_to, params[ep.date_to.lower()])
-        if date_from and date_to and date_from > date_to:
-            raise ParamError(f"The date window starts ({date_from}) after it ends ({date_to})")
+    def _parse_query(self, estab: str, ep: Endpoint, params: dict[str, str], row_id: str | None) -> DataQuery:
+        date_from, date_to = self._parse_window(ep.window, params) if ep.window else (None, None)
         since = None
         if ep.updated_since and params.get("updatedsince"):
             since = _date("updatedSince", params["updatedsince"]).isoformat() + "T00:00:00"
@@ -900,7 +1088,100 @@ class XporterApp(VendorApp):
             row_id=row_id,
             select=_parse_select(params.get("select")),
             options=frozenset(options),
+            filter_values=self._parse_filters(estab, ep, params),
         )
+
+    def _parse_window(self, window: Window, params: dict[str, str]) -> tuple[date, date]:
+        """The date window asked for; where the document makes it optional, a missing side
+        defaults (timetables: one week back to two weeks ahead, L12959; others: the document is
+        silent, the sandbox takes the current school year up to today)."""
+        first = last = None
+        if window.between:
+            raw = params.get(window.between.lower())
+            if raw:
+                low, sep, high = raw.partition("|")
+                if not sep:
+                    raise ParamError(f"{window.between} must look like yyyy-MM-dd|yyyy-MM-dd, got '{raw}'")
+                first, last = _date(window.between, low), _date(window.between, high)
+            elif window.mandatory:
+                raise ParamError(f"The {window.between} parameter is required (yyyy-MM-dd|yyyy-MM-dd)")
+        else:
+            raw_from = next((params[n.lower()] for n in window.from_names if params.get(n.lower())), None)
+            raw_to = next((params[n.lower()] for n in window.to_names if params.get(n.lower())), None)
+            missing = [
+                names[0]
+                for names, raw in ((window.from_names, raw_from), (window.to_names, raw_to))
+                if not raw
+            ]
+            if window.mandatory and missing:
+                raise ParamError(f"The {' and '.join(missing)} parameter(s) are required (yyyy-MM-dd)")
+            first = _date(window.from_names[0], raw_from) if raw_from else None
+            last = _date(window.to_names[0], raw_to) if raw_to else None
+        for name in window.extra:
+            if params.get(name.lower()):
+                _date(name, params[name.lower()])  # validated; no sandbox column to apply it to
+        today = _now().date()
+        if window.default == "timetable":
+            default_from, default_to = today - timedelta(days=7), today + timedelta(days=14)
+        else:
+            default_from, default_to = date(today.year if today.month >= 9 else today.year - 1, 9, 1), today
+        first, last = first or default_from, last or default_to
+        if first > last:
+            raise ParamError(f"The date window starts ({first}) after it ends ({last})")
+        return first, last
+
+    def _parse_filters(
+        self, estab: str, ep: Endpoint, params: dict[str, str]
+    ) -> tuple[tuple[str, tuple[str, ...]], ...]:
+        """The endpoint's documented filters as sent; a missing mandatory one is refused, naming
+        it and where its values come from."""
+        rule = ep.filters
+        if rule is None:
+            return ()
+        given: list[tuple[str, tuple[str, ...]]] = []
+        for spec in rule.filters:
+            sent = next(
+                ((n, params[n.lower()]) for n in spec.names if (params.get(n.lower()) or "").strip()), None
+            )
+            if sent is None:
+                continue
+            name, raw = sent
+            values = tuple(v.strip() for v in raw.split(",") if v.strip()) if spec.csv else (raw.strip(),)
+            for value in values:
+                if (spec.choices and value not in spec.choices) or (
+                    spec.pattern and not re.fullmatch(spec.pattern, value)
+                ):
+                    raise ParamError(f"{spec.param} must be {SOURCE_HINTS[spec.source]}, got '{value}'")
+            if name != spec.param and spec.source == "document_types":
+                values = self._document_type_names(estab, values)
+            given.append((spec.param, values))
+        sent_names = {param for param, _ in given}
+        if rule.rule == "all":
+            missing = [f for f in rule.filters if f.param not in sent_names]
+            if missing:
+                raise ParamError(
+                    f"{ep.path} needs the mandatory filter(s) "
+                    + "; ".join(f"{_filter_name(f)} ({SOURCE_HINTS[f.source]})" for f in missing)
+                    + f" (document line {rule.line})"
+                )
+        elif not given:
+            raise ParamError(
+                f"{ep.path} needs at least one of the filters "
+                + ", ".join(f.param for f in rule.filters)
+                + f" (document line {rule.line}); e.g. {rule.filters[0].param}: {SOURCE_HINTS[rule.filters[0].source]}"
+            )
+        return tuple(given)
+
+    def _document_type_names(self, estab: str, values: tuple[str, ...]) -> tuple[str, ...]:
+        """DocumentTypeId (the parameter list's name, L5896 section) given an Id of
+        LinkedDocumentTypes means that type's DocumentTypeName (the prose's filter)."""
+        ep = self.catalog.by_name["linked_document_types"]
+        factory = self._factory(estab, ep, self._state(estab, ep))
+        table = ep.tables[0]
+        column = table.column("DocumentTypeName")
+        live = factory.state.live()
+        by_id = {factory.row_id(i): factory.value(table, column, i) for i in live.slice(0, len(live))}
+        return tuple(by_id.get(v, v) for v in values)
 
     def _parse_paging(self, params: dict[str, str]) -> _Paging:
         page, size = params.get("page"), params.get("pagesize")
@@ -915,8 +1196,12 @@ class XporterApp(VendorApp):
             ) from None
         return _Paging(number, per_page, True)
 
-    @staticmethod
-    def _pagination(paging: _Paging, row_count: int) -> list[dict[str, Any]]:
+    def _pagination(self, paging: _Paging, row_count: int) -> list[dict[str, Any]] | None:
+        """The `__pagination__` block in the knob's style (None: no block at all)."""
+        if self.pagination == "none":
+            return None
+        if self.pagination == "no_counts":
+            return [{"PageSize": paging.size, "PageNumber": paging.number}]
         pages = math.ceil(row_count / paging.size)
         nxt = f"?page={paging.number + 1}&pageSize={paging.size}" if paging.number < pages else None
         return [
@@ -937,14 +1222,16 @@ class XporterApp(VendorApp):
         query: DataQuery,
         paging: _Paging,
         changed_rows: str | None,
-    ) -> dict[str, Any]:
+    ) -> tuple[dict[str, Any], str | None]:
+        """The result sets of one page (and the next change token, if this was a change-set call)."""
         granted = frozenset(school.scopes)
-        projections = tuple(projection(t, granted, query.select) for t in ep.tables)
+        projections = tuple(projection(t, granted, query.select, query.options) for t in ep.tables)
+        served = [t for t in ep.tables if t.option is None or t.option in query.options]
         state = self._state(estab, ep)
         token: str | None = None
         deleted: View | None = None
         if changed_rows is None:
-            factory = RowFactory(estab, ep, state, self.seed)
+            factory = self._factory(estab, ep, state)
             view = self._view(estab, factory, query)
         else:
             previous = None
@@ -954,7 +1241,7 @@ class XporterApp(VendorApp):
                 if previous is None or previous.estab != estab or previous.endpoint != ep.name:
                     raise ParamError(BAD_CHANGE_TOKEN, "InvalidChangedRowsToken")
             token, state = self._change_call(estab, ep, changed_rows, query, projections, paging, state)
-            factory = RowFactory(estab, ep, state, self.seed)
+            factory = self._factory(estab, ep, state)
             if previous is None:
                 view = self._view(estab, factory, query)
             else:
@@ -969,21 +1256,33 @@ class XporterApp(VendorApp):
         body: dict[str, Any] = {}
         # Rendering rows is the emulator's main cost (~25 us a row); a full view of an immutable state is
         # deterministic, so its pages are cached: the emulator should cost what `page_latency` says.
-        cache_key = None if deleted is not None else (estab, ep.name, state.uid, self.seed, query, projections, start, stop)
+        cache_key = (
+            None
+            if deleted is not None
+            else (estab, ep.name, state.uid, self.seed, query, projections, start, stop, factory.domains_key)
+        )
         cached = self._page_cache.get(cache_key) if cache_key else None
-        for i, (table, proj) in enumerate(zip(ep.tables, projections, strict=True)):
-            body[table.response_name] = cached[i] if cached else factory.rows(table, idents, proj)
+        rendered: list[list[dict[str, Any]]] = []
+        for i, table in enumerate(served):
+            rows = cached[i] if cached else factory.rows(table, idents, projections[table.index])
+            rendered.append(rows)
+            name = table.response_name(self.result_set_names, estab)
+            body[name] = rows
             if gone_ids is not None:
-                body[f"{table.response_name}_deleted"] = list(gone_ids)
+                body[f"{name}_deleted"] = list(gone_ids)
         if cache_key and not cached:
             with self._lock:
-                self._page_cache[cache_key] = [body[t.response_name] for t in ep.tables]
+                self._page_cache[cache_key] = rendered
                 while len(self._page_cache) > PAGE_CACHE_ENTRIES:
                     self._page_cache.pop(next(iter(self._page_cache)))
-        if token is not None:
+        if token is not None and self.change_token_key == "__changed_rows__":
             body["__changed_rows__"] = [{"next_changed_rows": token}]
-        body["__pagination__"] = self._pagination(paging, row_count + self.row_count_offset)
-        return body
+        elif token is not None and self.change_token_key == "changedRows":
+            body["changedRows"] = token
+        pagination = self._pagination(paging, row_count + self.row_count_offset)
+        if pagination is not None:
+            body["__pagination__"] = pagination
+        return body, token
 
     def _change_call(
         self,
@@ -1027,8 +1326,8 @@ class XporterApp(VendorApp):
         if cached is not None:
             return cached
         old, new = previous.state, state
-        old_factory = RowFactory(estab, ep, old, self.seed)
-        new_factory = RowFactory(estab, ep, new, self.seed)
+        old_factory = self._factory(estab, ep, old)
+        new_factory = self._factory(estab, ep, new)
         if (
             old.base == new.base
             and previous.query.filters == query.filters
@@ -1066,6 +1365,10 @@ class XporterApp(VendorApp):
             while len(self._deltas) > _CACHE_SIZE:
                 self._deltas.popitem(last=False)
         return changed, deleted
+
+
+def _filter_name(spec: Filter) -> str:
+    return spec.param + (f" (or {', '.join(spec.aliases)})" if spec.aliases else "")
 
 
 def _date(name: str, value: str) -> date:

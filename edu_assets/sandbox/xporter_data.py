@@ -1,16 +1,18 @@
-"""Data side of the Xporter on Demand emulator: the endpoint catalogue, fast deterministic rows,
+"""Data side of the Xporter on Demand emulator: the endpoint model, fast deterministic rows,
 dataset states (for mutations and change sets) and the row "views" paging walks over.
 
 Why it is built this way:
-- The catalogue is the client's own `vendors/xporter/catalog.yaml` (read only), so the emulator
-  serves exactly the endpoints, tables, response names and consent scopes the connector expects,
-  and a new catalogue entry is served without touching this code.
+- The endpoint model is filled from the vendor document by xporter_schema.py (never from the
+  client's catalogue), so the emulator and the connector are two independent readings of it.
 - A row is a pure function of (seed, estab, endpoint, table, row identity, row version): the same
   request returns the same bytes, a page can be produced without generating the pages before it
   (200,000-row endpoints are paged at 5,000 rows with ~0.1 s latency in the benchmark), and a
   mutation only has to record which identities changed, not copy any data.
 - Every table of an endpoint shares one list of row identities, so all tables have the same row
-  count, page by the same window and filter (updatedSince, date range) identically.
+  count, page by the same window and filter (updatedSince, date range, documented filters) alike.
+- Columns a filter can select on (StudentId of linked documents, UDFName of student UDFs...) draw
+  their values from the lookup the document says to enumerate them from, so a client that reads
+  the lookup and sends its values gets rows back.
 """
 
 from __future__ import annotations
@@ -25,20 +27,26 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
-from pathlib import Path
 from typing import Any, Protocol
-
-import yaml
 
 from .synth import FIRST_NAMES, LAST_NAMES, WORDS, ascii_fold, rng_for, seed_for
 
 __all__ = [
-    "CATALOG_PATH",
+    "ENUM",
+    "LINKED",
+    "RESULT_SET_STYLES",
+    "ROW_DATE",
+    "ROW_HASH",
+    "ROW_ID",
+    "UPDATED",
+    "VALUE",
     "Catalog",
     "Column",
     "DataQuery",
     "DatasetState",
     "Endpoint",
+    "Filter",
+    "FilterRule",
     "ListView",
     "LiveView",
     "MonthView",
@@ -46,15 +54,12 @@ __all__ = [
     "RowFactory",
     "Table",
     "View",
-    "load_catalog",
+    "Window",
     "projection",
     "result_view",
     "split_scopes",
     "value_pool",
 ]
-
-CATALOG_PATH = Path(__file__).resolve().parent.parent / "vendors" / "xporter" / "catalog.yaml"
-GENERIC_FIELDS = ("Id", "Name", "LastUpdated", "RowHash")  # for tables the catalogue has no fields for
 
 _M64 = (1 << 64) - 1
 _K_IDENT = 0x9E3779B97F4A7C15
@@ -79,12 +84,27 @@ def _mix(x: int) -> int:
     return x ^ (x >> 31)
 
 
+# The document's consent-scope column has a few spellings that are not scope names: "Assessment
+# results" (PriorAttainment) is the AssessmentResults scope, and "School GroupIds" / "School
+# GroupIdaasIds" (Staff) are the School scope with the column name run into it.
+_SCOPE_FIXES = {
+    "Assessment results": "AssessmentResults",
+    "School GroupIds": "School",
+    "School GroupIdaasIds": "School",
+}
+
+
 def split_scopes(text: str | None) -> frozenset[str] | None:
-    """'Student / StudentLite' -> {'Student', 'StudentLite'}; None (no scope) -> None = always visible."""
+    """'Student / StudentLite' -> {'Student', 'StudentLite'}; None (no scope) -> None = always visible.
+
+    'Student/StudentLite + Contact' is read as any of the three (the document never says how '+'
+    combines scopes).
+    """
     if text is None:
         return None
-    parts = frozenset(p.strip() for p in re.split(r"[/,]", str(text)) if p.strip())
-    return parts or None
+    parts = (_SCOPE_FIXES.get(p.strip(), p.strip()) for p in re.split(r"[/,+]", str(text)))
+    found = frozenset(p for p in parts if p)
+    return found or None
 
 
 # -- value synthesis by field name ------------------------------------------------------------------
@@ -285,20 +305,28 @@ def value_pool(name: str) -> Pool:
     return _pool(name, 256, _title_words)
 
 
-# -- catalogue ------------------------------------------------------------------------------------
+# -- endpoint model ---------------------------------------------------------------------------------
+# Built from the vendor document by xporter_schema.py; this module only knows the shapes.
 
 # Column kinds (small ints: compared once per value on the hot path).
-VALUE, ROW_ID, UPDATED, ROW_HASH, ROW_DATE = range(5)
+# VALUE: drawn from the field name's pool; ROW_ID/UPDATED/ROW_HASH/ROW_DATE: set per row;
+# LINKED: drawn from another endpoint's Ids or a lookup's values (so a filter on it can be honoured);
+# ENUM: the n-th value of a lookup list for row n (a lookup endpoint enumerating filter values).
+VALUE, ROW_ID, UPDATED, ROW_HASH, ROW_DATE, LINKED, ENUM = range(7)
+RESULT_SET_STYLES = ("sample", "heading", "per_school")
 
 
 @dataclass(frozen=True)
 class Column:
-    """One field of a table: who may see it (consent scopes) and how its value is made."""
+    """One field of a result set: who may see it (consent scopes) and how its value is made."""
 
     name: str
     scopes: frozenset[str] | None  # None = visible whatever the school authorised
     kind: int = VALUE
     salt: int = 0
+    option: str | None = None  # lower-cased include* option the column needs, if any
+    values: tuple[Any, ...] = ()  # ENUM values, in row order
+    source: str | None = None  # LINKED: the domain its values come from (see xporter_schema.DOMAINS)
 
     def visible(self, granted: frozenset[str]) -> bool:
         return self.scopes is None or not self.scopes.isdisjoint(granted)
@@ -306,46 +334,125 @@ class Column:
 
 @dataclass(frozen=True)
 class Table:
-    """A result set of an endpoint. `response_name` is the array key the emulator answers with."""
+    """A result set of an endpoint.
+
+    `sample` is the array key the document's response sample shows, `heading` the name of its
+    "Fields by Scope" table; either may be missing, and they differ on several endpoints (`Group`
+    vs `Groups`). `name` is the heading where there is one (how tests and the Python API name it).
+    """
 
     name: str
-    response_name: str
+    sample: str | None
+    heading: str | None
     index: int
     columns: tuple[Column, ...]
+    option: str | None = None  # lower-cased include* option the result set needs, if any
+    fields_from: str | None = None  # where the columns were documented, when not in this section
+
+    @property
+    def spellings(self) -> tuple[str, ...]:
+        """Every name the document gives this result set (sample first)."""
+        names = [n for n in (self.sample, self.heading) if n]
+        return tuple(dict.fromkeys(names))
+
+    def response_name(self, style: str, estab: str) -> str:
+        """The array key to answer with: the sample's spelling, the heading's, or one per school."""
+        if style == "per_school":
+            style = "heading" if estab[-1:].isdigit() and int(estab[-1]) % 2 else "sample"
+        first, second = (self.heading, self.sample) if style == "heading" else (self.sample, self.heading)
+        return first or second or self.name
 
     @functools.cached_property
     def plan(self) -> tuple[tuple[str, int, Pool, int], ...]:
         """(name, kind, value pool, salt) per column: the precompiled recipe for one row.
 
-        Special columns (Id, LastUpdated, RowHash, the row date) get an empty pool: their value is
-        set per row by `RowFactory.rows`.
+        Special columns (Id, LastUpdated, RowHash, the row date) and LINKED ones get an empty pool:
+        their value is set per row (or per request) by `RowFactory.rows`.
         """
         return tuple(
-            (c.name, c.kind, value_pool(c.name) if c.kind == VALUE else (), c.salt) for c in self.columns
+            (c.name, c.kind, value_pool(c.name) if c.kind == VALUE else c.values, c.salt)
+            for c in self.columns
         )
 
     @property
     def has_row_hash(self) -> bool:
         return any(c.kind == ROW_HASH for c in self.columns)
 
+    def column(self, name: str) -> Column:
+        return next(c for c in self.columns if c.name == name)
+
+
+@dataclass(frozen=True)
+class Window:
+    """The date filter of an endpoint: parameter names (the first of each is the document's
+    parameter list spelling, the rest its prose spellings), whether the document makes it
+    mandatory, and what an absent optional window means (`default`: 'timetable' = one week back
+    to two weeks ahead, as the document states for timetables; 'school_year' otherwise)."""
+
+    from_names: tuple[str, ...] = ()
+    to_names: tuple[str, ...] = ()
+    between: str | None = None
+    mandatory: bool = False
+    default: str = "school_year"
+    extra: tuple[str, ...] = ()  # other documented date filters: validated, no row column to apply them to
+
+
+@dataclass(frozen=True)
+class Filter:
+    """One documented filter the emulator honours (and may require).
+
+    `column` set: a row passes when that column's value is among the requested ones (the column is
+    LINKED to `source`, so its values are real Ids/names). `column` None: the document names no
+    column for it (Groups, Marksheets, SchoolYear, timetable Id...), so each row belongs to a
+    deterministic share of the domain's values.
+    """
+
+    param: str
+    source: str
+    column: str | None = None
+    aliases: tuple[str, ...] = ()
+    csv: bool = True
+    pairs: bool = False  # Aspects=702|34 -> aspect 702 with resultset 34 ('702|' = no resultset)
+    choices: tuple[str, ...] = ()  # a fixed set of accepted values (anything else is an error)
+    pattern: str | None = None  # a regex every value must match (SchoolYear: yyyy)
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return (self.param, *self.aliases)
+
+
+@dataclass(frozen=True)
+class FilterRule:
+    """The mandatory filters of an endpoint as the document states them (with its line)."""
+
+    filters: tuple[Filter, ...]
+    rule: str  # 'all' = every filter required; 'any' = at least one, results are the union (additive)
+    line: int
+    overriding: str | None = None  # 'any' rules: this filter, when present, replaces the others
+
+    def by_param(self) -> dict[str, Filter]:
+        return {name.lower(): f for f in self.filters for name in f.names}
+
 
 @dataclass(frozen=True)
 class Endpoint:
-    """One read endpoint of the catalogue (`/api/v1/School/{estab}/{path}/`)."""
+    """One read endpoint of the document (`/api/v1/School/{estab}/{path}/`)."""
 
     name: str
     title: str
     path: str
     tables: tuple[Table, ...]
-    date_from: str | None = None  # parameter names of the date window, if the endpoint has one
-    date_to: str | None = None
-    date_between: str | None = None
+    window: Window | None = None
     updated_since: bool = False
     options: tuple[str, ...] = ()
+    filters: FilterRule | None = None
+    fixed_rows: int | None = None  # lookup endpoints enumerating filter values have a fixed size
+    doc_line: int = 0
+    path_confidence: str = ""
 
     @property
     def date_range(self) -> bool:
-        return bool(self.date_between or self.date_from)
+        return self.window is not None
 
     @property
     def kind(self) -> str:
@@ -356,19 +463,27 @@ class Endpoint:
     def table(self, name: str | None) -> Table:
         if name is None:
             return self.tables[0]
+        lowered = name.lower()
         for table in self.tables:
-            if name in (table.name, table.response_name):
+            if lowered in (n.lower() for n in (table.name, *table.spellings)):
                 return table
         raise KeyError(
-            f"endpoint {self.name!r} has no table {name!r}; tables: {[t.name for t in self.tables]}"
+            f"endpoint {self.name!r} has no result set {name!r}; result sets: {[t.name for t in self.tables]}"
         )
+
+    @functools.cached_property
+    def links(self) -> tuple[tuple[str, str], ...]:
+        """(column, domain) of every LINKED column of any result set."""
+        found = {c.name: c.source for t in self.tables for c in t.columns if c.kind == LINKED and c.source}
+        return tuple(sorted(found.items()))
 
 
 @dataclass(frozen=True)
 class Catalog:
+    """Every read endpoint of the document, plus the consent scopes its fields name."""
+
     endpoints: tuple[Endpoint, ...]
     scopes: tuple[str, ...]  # every consent scope any field needs, sorted
-    management: tuple[dict[str, Any], ...]
 
     @functools.cached_property
     def by_path(self) -> dict[str, Endpoint]:
@@ -379,62 +494,11 @@ class Catalog:
         return {e.name: e for e in self.endpoints}
 
     def endpoint(self, name_or_path: str) -> Endpoint:
-        """Look an endpoint up by catalogue name (`students`) or vendor path (`Students`, any case)."""
+        """Look an endpoint up by the document's key (`students`) or its path (`Students`, any case)."""
         found = self.by_name.get(name_or_path) or self.by_path.get(name_or_path.strip("/").lower())
         if found is None:
             raise KeyError(f"no xporter endpoint {name_or_path!r}")
         return found
-
-
-def _table(raw: Mapping[str, Any], index: int, date_range: bool) -> Table:
-    fields: dict[str, Any] = dict(raw.get("fields") or {}) or dict.fromkeys(GENERIC_FIELDS)
-    date_field = next((f for f in fields if "Date" in f), None) if date_range else None
-    if date_range and date_field is None:
-        fields["Date"] = None
-        date_field = "Date"
-    columns = []
-    for name, scope in fields.items():
-        kind = VALUE
-        if name == "Id":
-            kind = ROW_ID
-        elif name == "LastUpdated":
-            kind = UPDATED
-        elif name == "RowHash":
-            kind = ROW_HASH
-        elif name == date_field:
-            kind = ROW_DATE
-        columns.append(Column(name, split_scopes(scope), kind, seed_for("xporter-field", name) & _M64))
-    aliases = raw.get("aliases") or []
-    return Table(str(raw["name"]), str(aliases[0] if aliases else raw["name"]), index, tuple(columns))
-
-
-@functools.cache
-def load_catalog(path: Path = CATALOG_PATH) -> Catalog:
-    """Parse the client's catalogue once per process."""
-    raw = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
-    endpoints = []
-    scopes: set[str] = set()
-    for entry in raw["endpoints"]:
-        window = entry.get("date_range") or {}
-        date_range = bool(window)
-        tables = tuple(_table(t, i, date_range) for i, t in enumerate(entry["tables"]))
-        for table in tables:
-            for column in table.columns:
-                scopes.update(column.scopes or ())
-        endpoints.append(
-            Endpoint(
-                name=str(entry["name"]),
-                title=str(entry.get("title") or entry["name"]),
-                path=str(entry["path"]),
-                tables=tables,
-                date_from=window.get("from"),
-                date_to=window.get("to"),
-                date_between=window.get("between"),
-                updated_since=bool(entry.get("updated_since")),
-                options=tuple(entry.get("options") or ()),
-            )
-        )
-    return Catalog(tuple(endpoints), tuple(sorted(scopes)), tuple(raw.get("management") or ()))
 
 
 # -- dataset state --------------------------------------------------------------------------------
@@ -580,34 +644,58 @@ class DataQuery:
     updated_since: str | None = None  # 'yyyy-MM-ddT00:00:00': rows updated later than this
     row_id: str | None = None  # /School/{estab}/{Path}/{id}
     select: tuple[tuple[str, str], ...] | None = None  # (lower-cased source column, output name)
-    options: frozenset[str] = frozenset()
+    options: frozenset[str] = frozenset()  # lower-cased include*/exclude*/only* options switched on
+    filter_values: tuple[tuple[str, tuple[str, ...]], ...] = ()  # (filter's document name, values)
 
     @property
     def filters(self) -> tuple[Any, ...]:
         """The parts that decide which rows are in the result (select/options only shape columns)."""
-        return (self.date_from, self.date_to, self.updated_since, self.row_id)
+        return (self.date_from, self.date_to, self.updated_since, self.row_id, self.filter_values)
 
 
 Projection = tuple[tuple[str, str], ...]
 
 
 def projection(
-    table: Table, granted: frozenset[str], select: tuple[tuple[str, str], ...] | None
+    table: Table,
+    granted: frozenset[str],
+    select: tuple[tuple[str, str], ...] | None,
+    options: frozenset[str] = frozenset(),
 ) -> Projection:
-    """(source column, output name) pairs a response carries: consented columns, then `select`."""
-    visible = [c.name for c in table.columns if c.visible(granted)]
+    """(source column, output name) pairs a response carries: consented columns whose option (if
+    any) was asked for, then `select`."""
+    visible = [
+        c.name for c in table.columns if c.visible(granted) and (c.option is None or c.option in options)
+    ]
     if select is None:
         return tuple((name, name) for name in visible)
     by_lower = {name.lower(): name for name in visible}
     return tuple((by_lower[src], alias) for src, alias in select if src in by_lower)
 
 
-class RowFactory:
-    """Makes rows of one (estab, endpoint) at one dataset state; pure, cheap to construct."""
+_NO_VALUES: tuple[Any, ...] = (None,)
 
-    def __init__(self, estab: str, endpoint: Endpoint, state: DatasetState, seed: int = 0) -> None:
+
+class RowFactory:
+    """Makes rows of one (estab, endpoint) at one dataset state; pure, cheap to construct.
+
+    `domains` maps a domain name (`students`, `udf:Student`, ...) to its values: the Ids or names
+    LINKED columns draw from and hidden filters select among (see xporter_schema.DOMAINS).
+    """
+
+    def __init__(
+        self,
+        estab: str,
+        endpoint: Endpoint,
+        state: DatasetState,
+        seed: int = 0,
+        domains: Mapping[str, tuple[str, ...]] | None = None,
+        domains_key: tuple[Any, ...] = (),
+    ) -> None:
         self.endpoint = endpoint
         self.state = state
+        self.domains = domains or {}
+        self.domains_key = domains_key  # identifies the domains' versions (part of cache keys)
         self.prefix = estab[-4:] or "0"
         self.salt = seed_for("xporter", seed, estab, endpoint.name) & _M64
         self.table_salts = [
@@ -642,6 +730,25 @@ class RowFactory:
             moment = _BASE_UPDATED_FROM + timedelta(seconds=noise % _BASE_UPDATED_SPAN)
         return moment.isoformat()
 
+    def _row_hash(self, table: Table, ident: int) -> int:
+        return _mix(
+            self.table_salts[table.index]
+            ^ (((ident + 1) * _K_IDENT) & _M64)
+            ^ ((self.state.versions.get(ident, 0) * _K_VERSION) & _M64)
+        )
+
+    def _pool(self, column: Column) -> tuple[Any, ...]:
+        if column.kind == LINKED:
+            return self.domains.get(column.source or "") or _NO_VALUES
+        return column.values if column.kind == ENUM else value_pool(column.name)
+
+    def value(self, table: Table, column: Column, ident: int) -> Any:
+        """One VALUE/LINKED cell without rendering the row (what filters compare)."""
+        pool = self._pool(column)
+        if column.kind == ENUM:
+            return pool[ident % len(pool)]
+        return pool[(((self._row_hash(table, ident) ^ column.salt) * _K_FIELD) >> 64) % len(pool)]
+
     def matches(self, query: DataQuery, ident: int) -> bool:
         """Whether a row passes the query's row filters (the date window is applied by the view)."""
         return self.predicate(query)(ident)
@@ -656,6 +763,7 @@ class RowFactory:
         touched = self.state.touched
         threshold = (datetime.fromisoformat(since) - _BASE_UPDATED_FROM).total_seconds() if since else 0.0
         salt, span, date_range = self.salt, _BASE_UPDATED_SPAN, self.endpoint.date_range
+        documented = self._filter_predicate(query)
 
         def updated_after(ident: int) -> bool:
             if since is None:
@@ -665,9 +773,61 @@ class RowFactory:
                 return (stamp or self.last_updated(ident)) > since
             return _mix(salt ^ ((ident * _K_VERSION) & _M64)) % span > threshold
 
-        if row_id is None:
-            return updated_after
-        return lambda ident: self.row_id(ident) == row_id and updated_after(ident)
+        def keep(ident: int) -> bool:
+            return (
+                (row_id is None or self.row_id(ident) == row_id)
+                and (documented is None or documented(ident))
+                and updated_after(ident)
+            )
+
+        return keep if (row_id is not None or documented is not None) else updated_after
+
+    def _filter_predicate(self, query: DataQuery) -> Callable[[int], bool] | None:
+        """The endpoint's documented filters: all of them ('all') or the union of those given ('any')."""
+        rule = self.endpoint.filters
+        if rule is None or not query.filter_values:
+            return None
+        given = dict(query.filter_values)
+        if rule.rule == "any" and rule.overriding in given:
+            # "If more than one are present, then the filter is additive, apart from Resultsets which
+            # overrides any others" (assessment results, L1137)
+            given = {rule.overriding: given[rule.overriding]}
+        by_param = {f.param: f for f in rule.filters}
+        tests = [self._filter_test(by_param[p], values) for p, values in given.items() if p in by_param]
+        if not tests:
+            return None
+        if rule.rule == "all":
+            return lambda ident: all(test(ident) for test in tests)
+        return lambda ident: any(test(ident) for test in tests)
+
+    def _filter_test(self, spec: Filter, values: tuple[str, ...]) -> Callable[[int], bool]:
+        if spec.column is None:
+            domain = frozenset(self.domains.get(spec.source, ()))
+            keys = [seed_for("xporter-member", spec.param, v) & _M64 for v in values if v in domain]
+            share = max(1, min(len(domain), 4))  # each row belongs to about a quarter of the values
+            salt = self.salt
+            return lambda ident: any(
+                _mix(key ^ salt ^ (((ident + 1) * _K_IDENT) & _M64)) % share == 0 for key in keys
+            )
+        table = next(t for t in self.endpoint.tables if any(c.name == spec.column for c in t.columns))
+        column = table.column(spec.column)
+        if not spec.pairs:
+            wanted = frozenset(values)
+            return lambda ident: self.value(table, column, ident) in wanted
+        by_aspect: dict[str, set[str | None]] = {}
+        for value in values:
+            aspect, sep, resultset = value.partition("|")
+            by_aspect.setdefault(aspect.strip(), set()).add(resultset.strip() if sep else None)
+        resultset_column = table.column("ResultSetId")
+
+        def paired(ident: int) -> bool:
+            wanted_sets = by_aspect.get(self.value(table, column, ident))
+            if wanted_sets is None:
+                return False
+            # '702' = every resultset; '702|34' = resultset 34; '702|' = no resultset (every sandbox result has one)
+            return None in wanted_sets or self.value(table, resultset_column, ident) in wanted_sets
+
+        return paired
 
     # table rows
 
@@ -676,15 +836,22 @@ class RowFactory:
 
         The hot path of the emulator: one uniform dict comprehension per row. A value column picks
         pool[x % len(pool)] with x the high 64 bits of (row hash ^ field salt) * odd constant; a
-        special column (Id, LastUpdated, row date, RowHash) reads a one-slot box this call refills
-        per row (boxes are per call, so concurrent requests never share them).
+        special column (Id, LastUpdated, RowHash, the row date, ENUM) reads a one-slot box this call
+        refills per row (boxes are per call, so concurrent requests never share them).
         """
         salt = self.table_salts[table.index]
         versions = self.state.versions
         boxes: dict[int, list[Any]] = {}
+        enums: list[tuple[list[Any], tuple[Any, ...]]] = []
         plan = []
-        for name, kind, pool, field_salt in table.plan:
-            if kind != VALUE:
+        for (name, kind, pool, field_salt), column in zip(table.plan, table.columns, strict=True):
+            if kind == LINKED:
+                pool = self._pool(column)
+            elif kind == ENUM:
+                box = [None]
+                enums.append((box, pool))
+                pool = box  # type: ignore[assignment]
+            elif kind != VALUE:
                 pool = boxes.setdefault(kind, [None])  # type: ignore[assignment]
             plan.append((name, pool, len(pool), field_salt))
         id_box, updated_box, date_box = boxes.get(ROW_ID), boxes.get(UPDATED), boxes.get(ROW_DATE)
@@ -703,6 +870,8 @@ class RowFactory:
             if date_box is not None:
                 day = self.row_date(ident)
                 date_box[0] = f"{day}T{8 + h % 9:02d}:{(h >> 8) % 4 * 15:02d}:00" if date_time else day
+            for box, values in enums:
+                box[0] = values[ident % len(values)]
             full = {
                 name: pool[(((h ^ field_salt) * _K_FIELD) >> 64) % n] for name, pool, n, field_salt in plan
             }
@@ -727,7 +896,7 @@ def result_view(factory: RowFactory, query: DataQuery) -> View:
         view: View = MonthView(factory, state.base, query.date_from, query.date_to)
     else:
         view = state.live()
-    if query.updated_since is None and query.row_id is None:
+    if query.updated_since is None and query.row_id is None and not query.filter_values:
         return view
     keep = factory.predicate(query)
     return ListView([i for i in view.slice(0, len(view)) if keep(i)])

@@ -15,11 +15,11 @@ Interactions are one job per learning activity and day (JSONL only), partitioned
 the activity partitions are discovered by a sensor from the landed learning activities.
 """
 
-
 import warnings
 from collections.abc import Iterator
 from datetime import date, datetime, time, timedelta
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 
@@ -27,7 +27,7 @@ from edu_assets.core import export_records as records
 from edu_assets.core.catalog import Current
 from edu_assets.core.checks import DatasetChecks, checks_only, evaluate_selected
 from edu_assets.core.errors import ConfigError, VendorHTTPError, Where
-from edu_assets.core.export_asset import ExportRequest, LandedTable, Landing, materialize_exports
+from edu_assets.core.export_asset import ExportRequest, LandedTable, Landing, land_and_close
 from edu_assets.core.exports import ExportHandle
 from edu_assets.core.lake import Lake
 from edu_assets.core.resources import LakeResource
@@ -48,7 +48,9 @@ class SkillsPassExportConfig(dg.Config):
     """Run config of every SkillsPass export asset."""
 
     format: str | None = None  # CSV or JSONL; default: SKILLSPASS_FORMAT, else the catalog's first format
-    days_per_job: int | None = None  # days one vendor job covers in a backfill; default SKILLSPASS_DAYS_PER_JOB or 1
+    days_per_job: int | None = (
+        None  # days one vendor job covers in a backfill; default SKILLSPASS_DAYS_PER_JOB or 1
+    )
     inline_wait_seconds: float | None = None  # how long a run waits for its jobs before deferring them
 
 
@@ -66,10 +68,25 @@ def _format(spec: ExportSpec, config: SkillsPassExportConfig, where: Where) -> s
 
 
 def _days_per_job(config: SkillsPassExportConfig, where: Where) -> int:
-    value = config.days_per_job if config.days_per_job is not None else int(env("SKILLSPASS_DAYS_PER_JOB", "1") or 1)
+    value = (
+        config.days_per_job
+        if config.days_per_job is not None
+        else int(env("SKILLSPASS_DAYS_PER_JOB", "1") or 1)
+    )
     if value < 1:
         raise ConfigError(where, f"days_per_job must be at least 1, got {value}")
     return value
+
+
+def export_body(
+    start: str, end: str, export_type: str, fmt: str, learning_activity_id: int | None = None
+) -> dict[str, Any]:
+    """The create request, field for field as the guide's examples (seed L21-26, L31-37): the four required
+    fields, plus ``learningActivityId`` (a number) for interactions only."""
+    body: dict[str, Any] = {"startDate": start, "endDate": end, "exportType": export_type, "format": fmt}
+    if learning_activity_id is not None:
+        body["learningActivityId"] = learning_activity_id
+    return body
 
 
 def day_window(first: str, last: str) -> tuple[str, str]:
@@ -91,18 +108,26 @@ def landed_windows(lake: Lake, spec: ExportSpec) -> list[tuple[str, str, Path]]:
     """(first day, last day, file) of every landed window of one export."""
     out = []
     for path in lake.partitions(VENDOR, spec.name):
-        dims = dict(part.split("=", 1) for part in path.parent.relative_to(lake.dataset_dir(VENDOR, spec.name)).parts)
+        dims = dict(
+            part.split("=", 1) for part in path.parent.relative_to(lake.dataset_dir(VENDOR, spec.name)).parts
+        )
         if set(WINDOW_DIMS) <= set(dims):
             out.append((dims["window_start"], dims["window_end"], path))
     return out
 
 
-def plan_windows(days: list[str], days_per_job: int, landed: list[tuple[str, str, Path]]) -> list[tuple[str, str]]:
+def plan_windows(
+    days: list[str], days_per_job: int, landed: list[tuple[str, str, Path]]
+) -> list[tuple[str, str]]:
     """Group the run's days into windows of up to ``days_per_job`` consecutive days, widened so that no
     window partially overlaps a landed one, and merged where widening made two windows meet."""
     chunks: list[list[str]] = []
     for day in sorted(days):
-        if chunks and len(chunks[-1]) < days_per_job and date.fromisoformat(day) - date.fromisoformat(chunks[-1][-1]) == timedelta(days=1):
+        if (
+            chunks
+            and len(chunks[-1]) < days_per_job
+            and date.fromisoformat(day) - date.fromisoformat(chunks[-1][-1]) == timedelta(days=1)
+        ):
             chunks[-1].append(day)
         else:
             chunks.append([day])
@@ -130,12 +155,18 @@ def _land_file(spec: ExportSpec, fmt: str, supersede: bool):
 
     def land(landing: Landing) -> list[LandedTable]:
         r, lake, got = landing.request, landing.lake, landing.downloaded
-        if got is None or got.bytes == 0:  # a window with no changes: JSONL is then an empty file
-            landed = lake.land_empty(r.where, VENDOR, spec.name, r.partition, spec.columns if fmt == "CSV" else None)
+        # A window with no changes is a header-only CSV or an empty JSONL file (zero records). A CSV of 0 bytes
+        # has not even its header: that is not "no rows", so land_csv refuses it rather than land it empty.
+        if got is None or (got.bytes == 0 and fmt != "CSV"):
+            landed = lake.land_empty(
+                r.where, VENDOR, spec.name, r.partition, spec.columns if fmt == "CSV" else None
+            )
             if got is not None:
                 got.path.unlink(missing_ok=True)
         elif fmt == "CSV":
-            landed = lake.land_csv(got.path, r.where, VENDOR, spec.name, r.partition, expected_columns=spec.columns)
+            landed = lake.land_csv(
+                got.path, r.where, VENDOR, spec.name, r.partition, expected_columns=spec.columns
+            )
         else:
             landed = lake.land_json(got.path, r.where, VENDOR, spec.name, r.partition)
             got.path.unlink(missing_ok=True)
@@ -152,12 +183,18 @@ def _land_file(spec: ExportSpec, fmt: str, supersede: bool):
 def _start(client: SkillsPassClient, body: dict, where: Where, key: str, partition_key: str, span: list[str]):
     def start(_dest: Path) -> ExportHandle:
         try:
-            return client.start(body, where, asset_key=key, partition_key=partition_key,
-                                details={records.PARTITION_RANGE: span})
+            return client.start(
+                body,
+                where,
+                asset_key=key,
+                partition_key=partition_key,
+                details={records.PARTITION_RANGE: span},
+            )
         except VendorHTTPError as exc:
             if exc.status == 400 and "exporttype" in str(exc).lower().replace(" ", ""):
                 raise VendorHTTPError(
-                    where, f"SkillsPass rejected exportType {body['exportType']}: {exc.what}",
+                    where,
+                    f"SkillsPass rejected exportType {body['exportType']}: {exc.what}",
                     hint="this tenant may run the older export API; set SKILLSPASS_LEGACY_TYPES=1 and re-run",
                     status=400,
                 ) from None
@@ -166,22 +203,33 @@ def _start(client: SkillsPassClient, body: dict, where: Where, key: str, partiti
     return start
 
 
-def _asset_args(spec: ExportSpec, partitions_def: dg.PartitionsDefinition, partitioning: str, per: str,
-                checks: DatasetChecks | None = None) -> dict:
+def _asset_args(
+    spec: ExportSpec,
+    partitions_def: dg.PartitionsDefinition,
+    partitioning: str,
+    per: str,
+    checks: DatasetChecks | None = None,
+) -> dict:
     """What every SkillsPass export asset declares; only its partitions (and checks) differ."""
     return {
         "name": f"{VENDOR}__{spec.name}",
-        "specs": [dg.AssetSpec(
-            key=asset_key(spec),
-            group_name=GROUP,
-            partitions_def=partitions_def,
-            description=f"{spec.description}\n\nexportType `{spec.export_type}`; one partition per {per}.",
-            kinds={"skillspass", "parquet"},
-            skippable=True,  # a deferred job ends the run without a materialization
-            tags={"edu/vendor": VENDOR, "edu/partitioning": partitioning},
-            metadata={"export_type": spec.export_type, "formats": ", ".join(spec.formats),
-                      "duckdb_view": f"{VENDOR}.{spec.name}", "keys": ", ".join(spec.keys)},
-        )],
+        "specs": [
+            dg.AssetSpec(
+                key=asset_key(spec),
+                group_name=GROUP,
+                partitions_def=partitions_def,
+                description=f"{spec.description}\n\nexportType `{spec.export_type}`; one partition per {per}.",
+                kinds={"skillspass", "parquet"},
+                skippable=True,  # a deferred job ends the run without a materialization
+                tags={"edu/vendor": VENDOR, "edu/partitioning": partitioning},
+                metadata={
+                    "export_type": spec.export_type,
+                    "formats": ", ".join(spec.formats),
+                    "duckdb_view": f"{VENDOR}.{spec.name}",
+                    "keys": ", ".join(spec.keys),
+                },
+            )
+        ],
         "check_specs": checks.specs() if checks else None,
         "can_subset": True,  # lets a run select only the checks (the UI's "Execute check")
         "partitions_def": partitions_def,
@@ -190,14 +238,13 @@ def _asset_args(spec: ExportSpec, partitions_def: dg.PartitionsDefinition, parti
 
 
 def _materialize(
-    context: dg.AssetExecutionContext, client: SkillsPassClient, requests: list[ExportRequest],
-    config: SkillsPassExportConfig, lake: LakeResource,
+    context: dg.AssetExecutionContext,
+    client: SkillsPassClient,
+    requests: list[ExportRequest],
+    config: SkillsPassExportConfig,
+    lake: LakeResource,
 ) -> Iterator[dg.MaterializeResult | dg.AssetMaterialization]:
-    try:
-        yield from materialize_exports(context, requests, lake=lake.lake(), catalog=lake.catalog(),
-                                       inline_wait_seconds=config.inline_wait_seconds)
-    finally:
-        client.http.close()
+    yield from land_and_close(context, requests, client.http, lake, config.inline_wait_seconds)
 
 
 def build_window_asset(spec: ExportSpec) -> dg.AssetsDefinition:
@@ -205,9 +252,14 @@ def build_window_asset(spec: ExportSpec) -> dg.AssetsDefinition:
 
     checks = build_checks(spec)
 
-    @dg.multi_asset(backfill_policy=dg.BackfillPolicy.single_run(), **_asset_args(spec, DAILY, "daily_window", "UTC day", checks))
+    @dg.multi_asset(
+        backfill_policy=dg.BackfillPolicy.single_run(),
+        **_asset_args(spec, DAILY, "daily_window", "UTC day", checks),
+    )
     def _export(
-        context: dg.AssetExecutionContext, config: SkillsPassExportConfig, skillspass: SkillsPassResource,
+        context: dg.AssetExecutionContext,
+        config: SkillsPassExportConfig,
+        skillspass: SkillsPassResource,
         lake: LakeResource,
     ) -> Iterator[dg.MaterializeResult | dg.AssetMaterialization]:
         the_lake = lake.lake()
@@ -221,7 +273,9 @@ def build_window_asset(spec: ExportSpec) -> dg.AssetsDefinition:
         if span:  # relaunched by the completion sensor: resume exactly that job's window
             windows = [(span[0], span[-1])]
         else:
-            windows = plan_windows(list(context.partition_keys), _days_per_job(config, where), landed_windows(the_lake, spec))
+            windows = plan_windows(
+                list(context.partition_keys), _days_per_job(config, where), landed_windows(the_lake, spec)
+            )
         export_type = spec.legacy_type if skillspass.legacy_types and spec.legacy_type else spec.export_type
         client = skillspass.client(context.log)
         requests = []
@@ -229,20 +283,29 @@ def build_window_asset(spec: ExportSpec) -> dg.AssetsDefinition:
             label = first if first == last else f"{first}..{last}"
             w = Where(VENDOR, spec.name, label)
             start, end = day_window(first, last)
-            body = {"startDate": start, "endDate": end, "exportType": export_type, "format": fmt}
-            requests.append(ExportRequest(
-                vendor=VENDOR, asset=spec.name, where=w,
-                partition={"window_start": first, "window_end": last},
-                partition_key=first, covers=_days(first, last), api=client,
-                start=_start(client, body, w, key.to_user_string(), first, [first, last]),
-                expected_columns=spec.columns if fmt == "CSV" else None,
-                current=Current(spec.keys, "window_end") if spec.keys else None,
-                land=_land_file(spec, fmt, supersede=True), suffix=f".{fmt.lower()}",
-                checks=checks if fmt == "CSV" else None,
-                extra_metadata={"window": label, "startDate": start, "endDate": end, "format": fmt},
-            ))
+            body = export_body(start, end, export_type, fmt)
+            requests.append(
+                ExportRequest(
+                    vendor=VENDOR,
+                    asset=spec.name,
+                    where=w,
+                    partition={"window_start": first, "window_end": last},
+                    partition_key=first,
+                    covers=_days(first, last),
+                    api=client,
+                    start=_start(client, body, w, key.to_user_string(), first, [first, last]),
+                    expected_columns=spec.columns if fmt == "CSV" else None,
+                    current=Current(spec.keys, "window_end") if spec.keys else None,
+                    land=_land_file(spec, fmt, supersede=True),
+                    suffix=f".{fmt.lower()}",
+                    checks=checks if fmt == "CSV" else None,
+                    extra_metadata={"window": label, "startDate": start, "endDate": end, "format": fmt},
+                )
+            )
         if len(windows) > 1 or windows[0][0] != windows[0][1]:
-            context.log.info(f"[skillspass] {spec.name}: {len(context.partition_keys)} day(s) as {len(windows)} vendor job(s)")
+            context.log.info(
+                f"[skillspass] {spec.name}: {len(context.partition_keys)} day(s) as {len(windows)} vendor job(s)"
+            )
         yield from _materialize(context, client, requests, config, lake)
 
     return _export
@@ -253,27 +316,39 @@ def build_interactions_asset(spec: ExportSpec) -> dg.AssetsDefinition:
 
     @dg.multi_asset(**_asset_args(spec, ACTIVITY_BY_DAY, "activity_x_day", "activity and UTC day"))
     def _export(
-        context: dg.AssetExecutionContext, config: SkillsPassExportConfig, skillspass: SkillsPassResource,
+        context: dg.AssetExecutionContext,
+        config: SkillsPassExportConfig,
+        skillspass: SkillsPassResource,
         lake: LakeResource,
     ) -> Iterator[dg.MaterializeResult | dg.AssetMaterialization]:
         pkey = context.partition_key
-        dims = pkey.keys_by_dimension if isinstance(pkey, dg.MultiPartitionKey) else dict(
-            zip(("activity", "date"), str(pkey).split("|"), strict=False))
+        dims = (
+            pkey.keys_by_dimension
+            if isinstance(pkey, dg.MultiPartitionKey)
+            else dict(zip(("activity", "date"), str(pkey).split("|"), strict=False))
+        )
         activity, day = dims["activity"], dims["date"]
         where = Where(VENDOR, spec.name, f"activity {activity}, {day}")
         if not activity.isdigit():
-            raise ConfigError(where, f"learning activity ids are numbers; partition has {activity!r}",
-                              hint="delete that partition of skillspass_activity")
+            raise ConfigError(
+                where,
+                f"learning activity ids are numbers; partition has {activity!r}",
+                hint="delete that partition of skillspass_activity",
+            )
         fmt = _format(spec, config, where)
         start, end = day_window(day, day)
-        body = {"startDate": start, "endDate": end, "exportType": spec.export_type, "format": fmt,
-                "learningActivityId": int(activity)}
+        body = export_body(start, end, spec.export_type, fmt, int(activity))
         client = skillspass.client(context.log)
         request = ExportRequest(
-            vendor=VENDOR, asset=spec.name, where=where, partition={"activity": activity, "date": day},
-            partition_key=str(pkey), api=client,
+            vendor=VENDOR,
+            asset=spec.name,
+            where=where,
+            partition={"activity": activity, "date": day},
+            partition_key=str(pkey),
+            api=client,
             start=_start(client, body, where, key.to_user_string(), str(pkey), [str(pkey), str(pkey)]),
-            land=_land_file(spec, fmt, supersede=False), suffix=".jsonl",
+            land=_land_file(spec, fmt, supersede=False),
+            suffix=".jsonl",
             current=Current(spec.keys, "date") if spec.keys else None,
             extra_metadata={"learning_activity_id": int(activity), "startDate": start, "endDate": end},
         )
@@ -290,8 +365,14 @@ def build_checks(spec: ExportSpec) -> DatasetChecks | None:
 
     def locate(lake: Lake, day: str | None) -> Path | None:
         """The landed window file that holds ``day`` (a day is landed alone or inside a wider window)."""
-        return next((path for first, last, path in landed_windows(lake, spec)
-                     if day is not None and first <= day <= last), None)
+        return next(
+            (
+                path
+                for first, last, path in landed_windows(lake, spec)
+                if day is not None and first <= day <= last
+            ),
+            None,
+        )
 
     return DatasetChecks(asset_key(spec), DAILY, expected_columns=spec.columns, locate=locate)
 

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import dagster as dg
 import duckdb
 
 from edu_assets.core.configured import latest_partition_schedule, skip_unless_configured
 from edu_assets.core.export_sensor import build_export_completion_sensor
-from edu_assets.core.lake import parquet_file
+from edu_assets.core.lake import connect, parquet_file
+from edu_assets.core.lakepath import lake_root
 from edu_assets.core.settings import skillspass_mode
 from edu_assets.vendors.skillspass.assets import ACTIVITIES, ACTIVITY_BY_DAY, DAILY, asset_key
 from edu_assets.vendors.skillspass.catalog import ExportSpec
@@ -31,16 +30,17 @@ def build_completion_sensor(specs: tuple[ExportSpec, ...]) -> dg.SensorDefinitio
 def activity_ids(paths: set[str]) -> set[str]:
     """Distinct learning-activity ids in landed learning_activities files (missing files are skipped)."""
     ids: set[str] = set()
-    with duckdb.connect() as con:
-        for path in sorted(paths):
-            try:
+    for path in sorted(paths):
+        landed = lake_root(path)  # a local path, or s3://... in the object-store lake
+        try:
+            with connect(landed) as con:
                 rows = con.execute(
-                    f"SELECT DISTINCT CAST({ACTIVITY_COLUMN} AS VARCHAR) FROM {parquet_file(Path(path))}"
+                    f"SELECT DISTINCT CAST({ACTIVITY_COLUMN} AS VARCHAR) FROM {parquet_file(landed)}"
                     f" WHERE {ACTIVITY_COLUMN} IS NOT NULL"
                 ).fetchall()
-            except duckdb.Error:  # removed since (a wider window superseded it), or no such column
-                continue
-            ids.update(str(r[0]).strip() for r in rows if str(r[0]).strip())
+        except (duckdb.Error, FileNotFoundError):  # removed since (a wider window superseded it), or no such column
+            continue
+        ids.update(str(r[0]).strip() for r in rows if str(r[0]).strip())
     return ids
 
 

@@ -1,4 +1,4 @@
-"""Stellic: bulk CSV exports (sync or async) and the partner API's engagement-score export."""
+"""Stellic: bulk CSV exports (sync or async) and the partner API's exports and student reads."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import dagster as dg
 
 from edu_assets.vendors.stellic.assets import build_all
 from edu_assets.vendors.stellic.catalog import load_catalog
+from edu_assets.vendors.stellic.partner import build_partner_assets
 from edu_assets.vendors.stellic.resources import stellic_resource_from_env
 from edu_assets.vendors.stellic.sensors import build_completion_sensor, build_snapshot_schedule
 
@@ -13,7 +14,7 @@ from edu_assets.vendors.stellic.sensors import build_completion_sensor, build_sn
 def definitions() -> dg.Definitions:
     specs = load_catalog()
     return dg.Definitions(
-        assets=build_all(),
+        assets=[*build_all(), *build_partner_assets()],
         sensors=[build_completion_sensor(specs)],
         schedules=[build_snapshot_schedule(specs)],
         resources={"stellic": stellic_resource_from_env()},

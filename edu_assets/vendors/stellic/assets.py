@@ -1,9 +1,8 @@
 """Asset factory: every entry of ``catalog.yaml`` becomes one partitioned Stellic asset.
 
-All assets share one body (:func:`edu_assets.core.export_asset.materialize_export`); the factory only
+All assets share one body (:func:`edu_assets.core.export_asset.land_and_close`); the factory only
 binds the entry's path, parameters and partitioning.
 """
-
 
 from pathlib import Path
 from typing import Any
@@ -12,7 +11,7 @@ import dagster as dg
 
 from edu_assets.core.checks import DatasetChecks, checks_only, evaluate_selected
 from edu_assets.core.errors import ConfigError, Where
-from edu_assets.core.export_asset import ExportRequest, materialize_export
+from edu_assets.core.export_asset import ExportRequest, land_and_close
 from edu_assets.core.exports import ExportHandle
 from edu_assets.core.http import Downloaded
 from edu_assets.core.lake import DATA_FILE, Lake
@@ -51,22 +50,24 @@ def build_export_asset(spec: ExportSpec) -> dg.AssetsDefinition:
 
     @dg.multi_asset(
         name=f"{VENDOR}__{spec.name}",
-        specs=[dg.AssetSpec(
-            key=asset_key(spec),
-            group_name=GROUP,
-            partitions_def=part.definition,
-            description=spec.description + (f"\n\nNeeds run-config params: {needs}." if needs else ""),
-            kinds={"stellic", "parquet"},
-            skippable=True,  # a deferred async export ends the run without a materialization
-            tags={"edu/vendor": VENDOR, "edu/partitioning": spec.partitioning},
-            metadata={
-                "vendor_path": spec.path,
-                "default_flow": spec.flow,
-                "partition_column": part.dim,
-                "duckdb_view": f"{VENDOR}.{spec.name}",
-                "category": spec.category,
-            },
-        )],
+        specs=[
+            dg.AssetSpec(
+                key=asset_key(spec),
+                group_name=GROUP,
+                partitions_def=part.definition,
+                description=spec.description + (f"\n\nNeeds run-config params: {needs}." if needs else ""),
+                kinds={"stellic", "parquet"},
+                skippable=True,  # a deferred async export ends the run without a materialization
+                tags={"edu/vendor": VENDOR, "edu/partitioning": spec.partitioning},
+                metadata={
+                    "vendor_path": spec.path,
+                    "default_flow": spec.flow,
+                    "partition_column": part.dim,
+                    "duckdb_view": f"{VENDOR}.{spec.name}",
+                    "category": spec.category,
+                },
+            )
+        ],
         check_specs=checks.specs(),
         can_subset=True,  # lets a run select only the checks (the UI's "Execute check")
         partitions_def=part.definition,
@@ -84,17 +85,22 @@ def build_export_asset(spec: ExportSpec) -> dg.AssetsDefinition:
         key = context.partition_key if context.has_partition_key else None
         where = Where(VENDOR, spec.name, key)
         if config.delivery_channel not in CHANNELS:
-            raise ConfigError(where, f"delivery_channel must be one of {CHANNELS}, got {config.delivery_channel!r}")
+            raise ConfigError(
+                where, f"delivery_channel must be one of {CHANNELS}, got {config.delivery_channel!r}"
+            )
         if part.snapshot and key is not None:
             check_snapshot_date(key, where, config.allow_past_snapshot)
-        query = build_query(spec, config.params, where) + (part.to_params(key, where) if key is not None else [])
+        query = build_query(spec, config.params, where) + (
+            part.to_params(key, where) if key is not None else []
+        )
         if config.delivery_channel != "auto":
             query.append(("delivery_channel", config.delivery_channel))
         client = stellic.client(context.log)
+        path = client.partner_path(spec.path) if spec.api == "partner" else spec.path
 
         def start(dest: Path) -> Downloaded | ExportHandle:
             return client.start(
-                spec.path, query, dest, where, asset_key=context.asset_key.to_user_string(), partition_key=key
+                path, query, dest, where, asset_key=context.asset_key.to_user_string(), partition_key=key
             )
 
         request = ExportRequest(
@@ -108,16 +114,10 @@ def build_export_asset(spec: ExportSpec) -> dg.AssetsDefinition:
             encoding=spec.encoding,
             expected_columns=spec.columns,
             latest_by=part.dim if part.snapshot else None,
-            extra_metadata={"request_params": ", ".join(f"{k}={v}" for k, v in query)},
+            extra_metadata={"request_params": ", ".join(f"{k}={v}" for k, v in query), "request_path": path},
             checks=checks,
         )
-        try:
-            yield from materialize_export(
-                context, request, lake=lake.lake(), catalog=lake.catalog(),
-                inline_wait_seconds=config.inline_wait_seconds,
-            )
-        finally:
-            client.http.close()
+        yield from land_and_close(context, [request], client.http, lake, config.inline_wait_seconds)
 
     return _export
 
@@ -128,8 +128,14 @@ def build_checks(spec: ExportSpec) -> DatasetChecks:
     def locate(lake: Lake, key: str | None) -> Path:
         return lake.partition_dir(VENDOR, spec.name, _partition(part, key)) / DATA_FILE
 
-    return DatasetChecks(asset_key(spec), part.definition, keys=spec.keys, expect_rows=spec.expect_rows,
-                         expected_columns=spec.columns, locate=locate)
+    return DatasetChecks(
+        asset_key(spec),
+        part.definition,
+        keys=spec.keys,
+        expect_rows=spec.expect_rows,
+        expected_columns=spec.columns,
+        locate=locate,
+    )
 
 
 def build_all() -> list[dg.AssetsDefinition]:

@@ -25,7 +25,7 @@ from edu_assets.core.settings import env
 
 SNAPSHOT_START = env("EDU_SNAPSHOT_START_DATE", "2026-01-01") or "2026-01-01"
 WINDOW_START = env("EDU_WINDOW_START_DATE", "2025-01-01") or "2025-01-01"
-_YEAR_SEMESTER = re.compile(r"^(\d{4})-([a-z]+)$")
+_YEAR_SEMESTER = re.compile(r"^([0-9]{4})-([a-z]+)$")  # ASCII digits: str.isdigit and \d take "२३"
 
 
 def today() -> dt.date:
@@ -53,16 +53,22 @@ def _month_params(key: str, where: Where) -> list[tuple[str, str]]:
 def _year_semester(key: str, where: Where) -> list[tuple[str, str]]:
     m = _YEAR_SEMESTER.match(key.strip().lower())
     if not m:
-        raise ConfigError(where, f"term partition {key!r} is not of the form YEAR-SEMESTER (e.g. 2026-fall)",
-                          hint="delete that partition and add one like 2026-fall in the UI")
+        raise ConfigError(
+            where,
+            f"term partition {key!r} is not of the form YEAR-SEMESTER (e.g. 2026-fall)",
+            hint="delete that partition and add one like 2026-fall in the UI",
+        )
     return [("year", m.group(1)), ("semester", m.group(2))]
 
 
 def _int_key(param: str) -> Callable[[str, Where], list[tuple[str, str]]]:
     def to_params(key: str, where: Where) -> list[tuple[str, str]]:
-        if not key.strip().isdigit():
-            raise ConfigError(where, f"partition {key!r} must be a number ({param})",
-                              hint=f"add the {param} as the partition key in the UI, e.g. 2434")
+        if not re.fullmatch(r"[0-9]+", key.strip()):  # ASCII only: str.isdigit() accepts '२३'
+            raise ConfigError(
+                where,
+                f"partition {key!r} must be a number ({param})",
+                hint=f"add the {param} as the partition key in the UI, e.g. 2434",
+            )
         return [(param, key.strip())]
 
     return to_params
@@ -83,46 +89,75 @@ def _years() -> list[str]:
 
 PARTITIONINGS: dict[str, Partitioning] = {
     "snapshot": Partitioning(
-        "snapshot", "snapshot_date",
+        "snapshot",
+        "snapshot_date",
         dg.DailyPartitionsDefinition(start_date=SNAPSHOT_START, end_offset=1),
-        lambda key, where: [], lambda: [today().isoformat()], snapshot=True,
+        lambda key, where: [],
+        lambda: [today().isoformat()],
+        snapshot=True,
     ),
     "month": Partitioning(
-        "month", "month", dg.MonthlyPartitionsDefinition(start_date=WINDOW_START, end_offset=1),
-        _month_params, lambda: _months_back(3),
+        "month",
+        "month",
+        dg.MonthlyPartitionsDefinition(start_date=WINDOW_START, end_offset=1),
+        _month_params,
+        lambda: _months_back(3),
     ),
     "updated_since": Partitioning(
-        "updated_since", "updated_date", dg.DailyPartitionsDefinition(start_date=WINDOW_START, end_offset=1),
+        "updated_since",
+        "updated_date",
+        dg.DailyPartitionsDefinition(start_date=WINDOW_START, end_offset=1),
         lambda key, where: [("updated_since", f"{key}T00:00:00+00:00")],
         lambda: [(today() - dt.timedelta(days=1)).isoformat()],
     ),
     "year": Partitioning(
-        "year", "year", dg.StaticPartitionsDefinition(_years()),
-        lambda key, where: [("years", key)], lambda: [str(today().year)],
+        "year",
+        "year",
+        dg.StaticPartitionsDefinition(_years()),
+        lambda key, where: [("years", key)],
+        lambda: [str(today().year)],
     ),
     "year_semester": Partitioning(
-        "year_semester", "term", dg.DynamicPartitionsDefinition(name="stellic_term"),
-        _year_semester, lambda: [f"{today().year}-fall"],
+        "year_semester",
+        "term",
+        dg.DynamicPartitionsDefinition(name="stellic_term"),
+        _year_semester,
+        lambda: [f"{today().year}-fall"],
     ),
     "usem_term": Partitioning(
-        "usem_term", "usem_id", dg.DynamicPartitionsDefinition(name="stellic_usem_id"),
-        _int_key("usem_ids"), lambda: ["2434", "3435"],
+        "usem_term",
+        "usem_id",
+        dg.DynamicPartitionsDefinition(name="stellic_usem_id"),
+        _int_key("usem_ids"),
+        lambda: ["2434", "3435"],
     ),
     "graduation_term": Partitioning(
-        "graduation_term", "graduation_term", dg.DynamicPartitionsDefinition(name="stellic_graduation_term"),
-        _int_key("expected_graduation_term"), lambda: ["2258"],
+        "graduation_term",
+        "graduation_term",
+        dg.DynamicPartitionsDefinition(name="stellic_graduation_term"),
+        _int_key("expected_graduation_term"),
+        lambda: ["2258"],
     ),
     "workflow": Partitioning(
-        "workflow", "workflow_id", dg.DynamicPartitionsDefinition(name="stellic_workflow"),
-        _int_key("workflow_id"), lambda: ["23"],
+        "workflow",
+        "workflow_id",
+        dg.DynamicPartitionsDefinition(name="stellic_workflow"),
+        _int_key("workflow_id"),
+        lambda: ["23"],
     ),
     "note_tag": Partitioning(
-        "note_tag", "tag", dg.DynamicPartitionsDefinition(name="stellic_note_tag"),
-        _str_key("tag"), lambda: ["2023FANeverAttended"],
+        "note_tag",
+        "tag",
+        dg.DynamicPartitionsDefinition(name="stellic_note_tag"),
+        _str_key("tag"),
+        lambda: ["2023FANeverAttended"],
     ),
     "dynamic_group": Partitioning(
-        "dynamic_group", "dynamic_group", dg.DynamicPartitionsDefinition(name="stellic_dynamic_group"),
-        _str_key("dynamic_group"), lambda: ["Engineering Students"],
+        "dynamic_group",
+        "dynamic_group",
+        dg.DynamicPartitionsDefinition(name="stellic_dynamic_group"),
+        _str_key("dynamic_group"),
+        lambda: ["Engineering Students"],
     ),
 }
 
@@ -132,8 +167,11 @@ def check_snapshot_date(key: str, where: Where, allow_past: bool) -> None:
     day = dt.date.fromisoformat(key)
     now = today()
     if day > now:
-        raise ConfigError(where, f"snapshot partition {key} is in the future (today is {now} UTC)",
-                          hint="materialize today's partition")
+        raise ConfigError(
+            where,
+            f"snapshot partition {key} is in the future (today is {now} UTC)",
+            hint="materialize today's partition",
+        )
     if day < now - dt.timedelta(days=1) and not allow_past:
         raise ConfigError(
             where,

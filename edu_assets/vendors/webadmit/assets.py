@@ -27,7 +27,7 @@ from edu_assets.core.lake import Lake
 from edu_assets.core.metadata import landed_metadata
 from edu_assets.core.naming import snake_case
 from edu_assets.core.resources import LakeResource
-from edu_assets.vendors.webadmit.client import VENDOR, Template, parse_partition_key
+from edu_assets.vendors.webadmit.client import VENDOR, Template, parse_partition_key, status_key
 from edu_assets.vendors.webadmit.resources import WebAdmitResource
 
 GROUP = POOL = VENDOR
@@ -51,13 +51,26 @@ def _land_template(template: Template):
 
     def land(landing: Landing) -> list[LandedTable]:
         r, lake, got = landing.request, landing.lake, landing.downloaded
-        if got is None:
+        said_empty = landing.status is not None and status_key(landing.status.vendor_status) == "emptylist"
+        if got is None or (said_empty and got.bytes == 0):  # only "Empty List" lands no rows
+            if got is not None:
+                got.path.unlink(missing_ok=True)
             datasets = _known_datasets(lake, template) or [template.dataset]
-            return [LandedTable(d, lake.land_empty(r.where, VENDOR, d, r.partition, like=lake.latest_file(VENDOR, d)))
-                    for d in datasets]
+            return [
+                LandedTable(
+                    d, lake.land_empty(r.where, VENDOR, d, r.partition, like=lake.latest_file(VENDOR, d))
+                )
+                for d in datasets
+            ]
         if template.kind == "csv":
-            return [LandedTable(template.dataset, lake.land_csv(got.path, r.where, VENDOR, template.dataset, r.partition,
-                                                                encoding=template.encoding))]
+            return [
+                LandedTable(
+                    template.dataset,
+                    lake.land_csv(
+                        got.path, r.where, VENDOR, template.dataset, r.partition, encoding=template.encoding
+                    ),
+                )
+            ]
         return _land_zip(landing, template)
 
     return land
@@ -67,8 +80,11 @@ def _known_datasets(lake: Lake, template: Template) -> list[str]:
     root = lake.root / VENDOR
     if not root.exists():
         return []
-    return sorted(p.name for p in root.iterdir()
-                  if p.is_dir() and (p.name == template.dataset or p.name.startswith(template.dataset + "__")))
+    return sorted(
+        p.name
+        for p in root.iterdir()
+        if p.is_dir() and (p.name == template.dataset or p.name.startswith(template.dataset + "__"))
+    )
 
 
 def _land_zip(landing: Landing, template: Template) -> list[LandedTable]:
@@ -77,15 +93,23 @@ def _land_zip(landing: Landing, template: Template) -> list[LandedTable]:
     try:
         archive = zipfile.ZipFile(got.path)
     except zipfile.BadZipFile:
-        raise LandingError(r.where, f"{template.name!r} should be a zip of CSV files but is not a zip", got.path,
-                           hint="re-run the partition; if it persists, check the template's format in WebAdMIT") from None
+        raise LandingError(
+            r.where,
+            f"{template.name!r} should be a zip of CSV files but is not a zip",
+            got.path,
+            hint="re-run the partition; if it persists, check the template's format in WebAdMIT",
+        ) from None
     tables: list[LandedTable] = []
     with archive:
         members = [m for m in archive.infolist() if not m.is_dir()]
         csvs = [m for m in members if m.filename.lower().endswith(".csv")]
         if not csvs:
-            raise LandingError(r.where, f"the zip holds no CSV files ({', '.join(m.filename for m in members) or 'empty'})",
-                               got.path, hint="check the template in WebAdMIT")
+            raise LandingError(
+                r.where,
+                f"the zip holds no CSV files ({', '.join(m.filename for m in members) or 'empty'})",
+                got.path,
+                hint="check the template in WebAdMIT",
+            )
         seen: set[str] = set()
         for member in csvs:
             name = f"{template.dataset}__{snake_case(Path(member.filename).stem)}"
@@ -119,37 +143,66 @@ def build_export_files_asset() -> dg.AssetsDefinition:
         metadata={"duckdb_views": "webadmit.export_<export id>[__<file>] and *_latest"},
     )
     def export_files(
-        context: dg.AssetExecutionContext, config: WebAdmitExportConfig, webadmit: WebAdmitResource, lake: LakeResource
+        context: dg.AssetExecutionContext,
+        config: WebAdmitExportConfig,
+        webadmit: WebAdmitResource,
+        lake: LakeResource,
     ) -> Iterator[dg.MaterializeResult]:
         key = context.partition_key
         where = Where(VENDOR, "export_files", key)
         try:
             identity_id, export_id = parse_partition_key(key)
         except ValueError:
-            raise ConfigError(where, f"partition {key!r} is not <identity id>-<export id>",
-                              hint="delete it from webadmit_export; the discovery sensor adds valid ones") from None
+            raise ConfigError(
+                where,
+                f"partition {key!r} is not <identity id>-<export id>",
+                hint="delete it from webadmit_export; the discovery sensor adds valid ones",
+            ) from None
         client = webadmit.client(context.log)
         try:
             template = client.template(identity_id, export_id, where)
             where = Where(VENDOR, f"export_files ({template.name})", key)
             if template.refusal:
-                raise ConfigError(where, template.refusal,
-                                  hint="change the template's format to 'Comma-Separated Values' (or 'in Multiple "
-                                  "Files') in WebAdMIT, or delete this partition")
+                raise ConfigError(
+                    where,
+                    template.refusal,
+                    hint="change the template's format to 'Comma-Separated Values' (or 'in Multiple "
+                    "Files') in WebAdMIT, or delete this partition",
+                )
             snapshot = {"snapshot_date": _today()}
 
             def start(_dest: Path) -> ExportHandle:
-                return client.start(template, where, asset_key=EXPORT_FILES_KEY.to_user_string(), partition_key=key)
+                return client.start(
+                    template, where, asset_key=EXPORT_FILES_KEY.to_user_string(), partition_key=key
+                )
 
             request = ExportRequest(
-                vendor=VENDOR, asset=template.dataset, where=where, partition=snapshot, partition_key=key,
-                api=client, start=start, encoding=template.encoding, latest_by="snapshot_date",
-                land=_land_template(template), suffix=f".{template.kind}",
-                extra_metadata={"template": template.name, "export_id": export_id, "user_identity_id": identity_id,
-                                "format": template.format, "duckdb_view": f"{VENDOR}.{template.dataset}"},
+                vendor=VENDOR,
+                asset=template.dataset,
+                where=where,
+                partition=snapshot,
+                partition_key=key,
+                api=client,
+                start=start,
+                encoding=template.encoding,
+                latest_by="snapshot_date",
+                land=_land_template(template),
+                suffix=f".{template.kind}",
+                extra_metadata={
+                    "template": template.name,
+                    "export_id": export_id,
+                    "user_identity_id": identity_id,
+                    "format": template.format,
+                    "duckdb_view": f"{VENDOR}.{template.dataset}",
+                },
             )
-            yield from materialize_export(context, request, lake=lake.lake(), catalog=lake.catalog(),
-                                          inline_wait_seconds=config.inline_wait_seconds)
+            yield from materialize_export(
+                context,
+                request,
+                lake=lake.lake(),
+                catalog=lake.catalog(),
+                inline_wait_seconds=config.inline_wait_seconds,
+            )
         finally:
             client.http.close()
 
@@ -163,17 +216,22 @@ def build_export_files_asset() -> dg.AssetsDefinition:
 )
 def vendor_reported_no_errors(context: dg.AssetCheckExecutionContext) -> dg.AssetCheckResult:
     partition = context.run.tags.get("dagster/partition")
-    filt = dg.AssetRecordsFilter(asset_key=EXPORT_FILES_KEY, asset_partitions=[partition] if partition else None)
+    filt = dg.AssetRecordsFilter(
+        asset_key=EXPORT_FILES_KEY, asset_partitions=[partition] if partition else None
+    )
     records = context.instance.fetch_materializations(filt, limit=1).records
     if not records or records[0].asset_materialization is None:
         return dg.AssetCheckResult(passed=True, metadata={"note": "nothing landed yet for this template"})
     md = records[0].asset_materialization.metadata
     warnings = str(md[WARNINGS_KEY].value) if WARNINGS_KEY in md else ""
     return dg.AssetCheckResult(
-        passed=not warnings, severity=dg.AssetCheckSeverity.WARN,
+        passed=not warnings,
+        severity=dg.AssetCheckSeverity.WARN,
         description=warnings or None,
-        metadata={"vendor_status": "Success With Errors" if warnings else "Available",
-                  WARNINGS_KEY: warnings or "-"},
+        metadata={
+            "vendor_status": "Success With Errors" if warnings else "Available",
+            WARNINGS_KEY: warnings or "-",
+        },
     )
 
 
@@ -196,14 +254,28 @@ def build_register_asset() -> dg.AssetsDefinition:
             with open(staged, "w", encoding="utf-8") as out:
                 for ident in client.identities(where):
                     for t in client.templates(int(ident["id"]), where):
-                        out.write(json.dumps({
-                            "user_identity_id": t.identity_id, "identity_type": ident.get("type"),
-                            "organization": ident.get("organization"), "institution": ident.get("institution"),
-                            "association": ident.get("association"), "cycle": ident.get("cycle"),
-                            "export_id": t.export_id, "name": t.name, "list_type": t.list_type, "format": t.format,
-                            "mime_type": t.mime_type, "landed": t.refusal is None, "not_landed_because": t.refusal,
-                            "partition_key": t.partition_key, "duckdb_view": f"{VENDOR}.{t.dataset}",
-                        }) + "\n")
+                        out.write(
+                            json.dumps(
+                                {
+                                    "user_identity_id": t.identity_id,
+                                    "identity_type": ident.get("type"),
+                                    "organization": ident.get("organization"),
+                                    "institution": ident.get("institution"),
+                                    "association": ident.get("association"),
+                                    "cycle": ident.get("cycle"),
+                                    "export_id": t.export_id,
+                                    "name": t.name,
+                                    "list_type": t.list_type,
+                                    "format": t.format,
+                                    "mime_type": t.mime_type,
+                                    "landed": t.refusal is None,
+                                    "not_landed_because": t.refusal,
+                                    "partition_key": t.partition_key,
+                                    "duckdb_view": f"{VENDOR}.{t.dataset}",
+                                }
+                            )
+                            + "\n"
+                        )
         finally:
             client.http.close()
         landed = the_lake.land_json(staged, where, VENDOR, "export_templates", {})

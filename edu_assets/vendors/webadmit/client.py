@@ -5,7 +5,9 @@
 * Starting an export that is already running returns the running file's id (the vendor de-duplicates),
   so a start is logged as "resumed" when the file it names is already past ``Initializing``.
 * Statuses come capitalised ("In Progress") in the v1 API and snake_case ("in_progress") in older docs:
-  both are normalised before comparing.
+  both are compared case- and separator-blind (:func:`status_key`). Each of the seven documented statuses
+  maps to a lifecycle state in :data:`STATUS_STATES`; what the documents leave open is decided in
+  :func:`parse_status` (a status outside the seven, a finished file without a ``download_url``).
 * A download URL lives under 30 seconds: the shared lifecycle downloads as soon as a poll says
   ``Available`` and re-polls for a new URL when one has expired.
 """
@@ -23,7 +25,26 @@ from edu_assets.core.http import Downloaded, VendorHTTP
 
 VENDOR = "webadmit"
 API = "api/v1"
-RUNNING = {"initializing", "queued", "in_progress"}
+# The seven statuses of the export_files schema (seed L16), keyed case- and separator-blind.
+STATUS_STATES: dict[str, JobState] = {
+    "initializing": JobState.PENDING,
+    "queued": JobState.PENDING,
+    "inprogress": JobState.PENDING,
+    "available": JobState.READY,
+    "successwitherrors": JobState.READY,
+    "emptylist": JobState.READY,
+    "failed": JobState.FAILED,
+}
+RUNNING = frozenset(k for k, state in STATUS_STATES.items() if state is JobState.PENDING)
+DOCUMENTED_STATUSES = (
+    "Initializing",
+    "Queued",
+    "In Progress",
+    "Available",
+    "Success With Errors",
+    "Empty List",
+    "Failed",
+)
 CSV_FORMAT = "comma-separated values"
 ZIP_FORMAT = "comma-separated values in multiple files"
 SUPPORTED_FORMATS = {CSV_FORMAT: "csv", ZIP_FORMAT: "zip"}
@@ -34,9 +55,9 @@ REFUSED_FORMATS = {
 }
 
 
-def normalise_status(status: str) -> str:
-    """``"In Progress"`` and ``"in_progress"`` → ``in_progress``."""
-    return "_".join(str(status).strip().lower().replace("-", " ").split())
+def status_key(status: Any) -> str:
+    """``"In Progress"``, ``"in_progress"``, ``"IN-PROGRESS"``, ``"InProgress"`` → ``inprogress``."""
+    return "".join(ch for ch in str(status or "").lower() if ch.isalnum())
 
 
 @dataclass(frozen=True)
@@ -68,8 +89,10 @@ class Template:
         if self.kind:
             return None
         why = REFUSED_FORMATS.get(self.format.strip().lower(), "edu-assets does not know this format")
-        return (f"export {self.name!r} ({self.export_id}) is in {self.format!r} format, which edu-assets does not "
-                f"land ({why})")
+        return (
+            f"export {self.name!r} ({self.export_id}) is in {self.format!r} format, which edu-assets does not "
+            f"land ({why})"
+        )
 
     @property
     def encoding(self) -> str:
@@ -97,9 +120,16 @@ class WebAdmitClient:
         body = self.http.get_json(f"{API}/user_identities/{identity_id}/exports", where)
         items = body.get("exports") or [] if isinstance(body, dict) else []
         return [
-            Template(identity_id, int(e["id"]), str(e.get("name") or e["id"]), str(e.get("format") or ""),
-                     str(e.get("mime_type") or ""), e.get("list_type"))
-            for e in items if isinstance(e, dict) and "id" in e
+            Template(
+                identity_id,
+                int(e["id"]),
+                str(e.get("name") or e["id"]),
+                str(e.get("format") or ""),
+                str(e.get("mime_type") or ""),
+                e.get("list_type"),
+            )
+            for e in items
+            if isinstance(e, dict) and "id" in e
         ]
 
     def template(self, identity_id: int, export_id: int, where: Where) -> Template:
@@ -107,7 +137,8 @@ class WebAdmitClient:
             if t.export_id == export_id:
                 return t
         raise VendorHTTPError(
-            where, f"user identity {identity_id} has no export template {export_id}",
+            where,
+            f"user identity {identity_id} has no export template {export_id}",
             hint="the template was deleted or moved in WebAdMIT; the discovery sensor removes its partition",
             status=404,
         )
@@ -116,51 +147,126 @@ class WebAdmitClient:
     def start(self, template: Template, where: Where, *, asset_key: str, partition_key: str) -> ExportHandle:
         path = f"{API}/user_identities/{template.identity_id}/exports/{template.export_id}/export_files"
         body = self.http.request_json("POST", path, where)
-        run = _export_file(body, where)
-        status = normalise_status(run.get("status", ""))
-        if status and status != "initializing":
+        run = parse_export_file(body, where)
+        raw = str(run.get("status") or "")
+        key = status_key(raw)
+        if key in RUNNING and key != "initializing":
             self.http.log.info(
-                f"{where}: WebAdMIT answered with export file {run['id']}, already {run.get('status')!r}: a run of "
+                f"{where}: WebAdMIT answered with export file {run['id']}, already {raw!r}: a run of "
                 "this export was in flight (WebAdMIT de-duplicates), so it is resumed rather than started again"
             )
+        elif key and key not in RUNNING:
+            # The documented answer (seed L42-47) shows "Available"; whether that file is a fresh run is not said.
+            self.http.log.info(
+                f"{where}: WebAdMIT answered the run request with export file {run['id']} "
+                f"already {raw!r}; its status call decides what lands"
+            )
         return ExportHandle(
-            vendor=VENDOR, job_id=f"webadmit-export-file-{run['id']}", asset_key=asset_key,
-            partition_key=partition_key, started_at=time.time(),
-            details={"export_id": template.export_id, "export_file_id": int(run["id"]),
-                     "identity_id": template.identity_id},
+            vendor=VENDOR,
+            job_id=f"webadmit-export-file-{run['id']}",
+            asset_key=asset_key,
+            partition_key=partition_key,
+            started_at=time.time(),
+            details={
+                "export_id": template.export_id,
+                "export_file_id": int(run["id"]),
+                "identity_id": template.identity_id,
+                "status_at_start": raw,
+                "answer_shape": "array" if isinstance(body.get("export_files"), list) else "object",
+            },
         )
 
     # ------------------------------------------------------------------ AsyncExportAPI
     def poll(self, handle: ExportHandle, where: Where) -> JobStatus:
         eid, fid = handle.details["export_id"], handle.details["export_file_id"]
-        run = _export_file(self.http.get_json(f"{API}/exports/{eid}/export_files/{fid}", where), where)
-        raw = str(run.get("status") or "")
-        status = normalise_status(raw)
-        url = run.get("download_url") or None
-        words = _messages(run)
-        if status == "available":
-            return JobStatus(JobState.READY, raw, download_url=url, url_expires_at=presigned_expiry(url) if url else None)
-        if status == "success_with_errors":
-            warnings = tuple(words) or ("WebAdMIT finished the export with errors but gave no details",)
-            return JobStatus(JobState.READY, raw, download_url=url, has_file=bool(url),
-                             url_expires_at=presigned_expiry(url) if url else None, warnings=warnings)
-        if status == "empty_list":
-            return JobStatus(JobState.READY, raw, has_file=False)
-        if status == "failed":
-            return JobStatus(JobState.FAILED, raw, message="; ".join(words) or "WebAdMIT gave no reason")
-        return JobStatus(JobState.PENDING, raw or "unknown")  # in progress, or a status we do not know yet
+        run = parse_export_file(self.http.get_json(f"{API}/exports/{eid}/export_files/{fid}", where), where)
+        status = parse_status(run)
+        if status_key(run.get("status")) not in STATUS_STATES and status.state is JobState.READY:
+            self.http.log.warning(
+                f"{where}: WebAdMIT answered the undocumented status {run.get('status')!r} with "
+                "a download URL; taken as ready"
+            )
+        return status
 
     def download(self, status: JobStatus, dest: Path, where: Where) -> Downloaded:
         return download_presigned(self.http, status, dest, where)
 
 
-def _export_file(body: Any, where: Where) -> dict[str, Any]:
+def parse_export_file(body: Any, where: Where) -> dict[str, Any]:
+    """The ``export_files`` object of a run or status answer (an object today; a one-element array in the
+    pre-May-2018 schema)."""
     run = body.get("export_files") if isinstance(body, dict) else None
     if isinstance(run, list):  # the pre-2018 schema returned a one-element array
         run = run[0] if run else None
     if not isinstance(run, dict) or "id" not in run:
-        raise VendorHTTPError(where, f"unexpected export_files response from WebAdMIT: {str(body)[:200]}")
+        raise VendorHTTPError(
+            where,
+            f"unexpected export_files response from WebAdMIT: {str(body)[:200]}",
+            hint="this response shape is unknown; report it with the partition",
+        )
     return run
+
+
+def parse_status(run: dict[str, Any]) -> JobStatus:
+    """One export file's status in the lifecycle's terms (pure: the contract tests replay documented answers).
+
+    What the documents leave open, decided so that nothing lands empty unless WebAdMIT said the list is empty:
+    ``Available`` without a ``download_url`` and ``Success With Errors`` without one fail (there is no file to
+    land, and the vendor did not say there are no rows); ``Empty List`` lands empty, or its file when it
+    brings a URL; a status outside the documented seven counts as ready when it brings a URL and fails at
+    once otherwise (never polled until the export deadline).
+    """
+    raw = str(run.get("status") or "")
+    key = status_key(raw)
+    state = STATUS_STATES.get(key)
+    url = (
+        run.get("download_url") if isinstance(run.get("download_url"), str) and run["download_url"] else None
+    )
+    expires = presigned_expiry(url) if url else None
+    words = _messages(run)
+    if state is JobState.PENDING:
+        return JobStatus(JobState.PENDING, raw)
+    if state is JobState.FAILED:
+        return JobStatus(JobState.FAILED, raw, message="; ".join(words) or "WebAdMIT gave no reason")
+    if key == "emptylist":
+        return JobStatus(JobState.READY, raw, download_url=url, url_expires_at=expires, has_file=bool(url))
+    if url:
+        warnings: tuple[str, ...] = ()
+        if key == "successwitherrors":
+            warnings = tuple(words) or ("WebAdMIT finished the export with errors but gave no details",)
+        return JobStatus(
+            JobState.READY, raw or "(no status)", download_url=url, url_expires_at=expires, warnings=warnings
+        )
+    if key == "successwitherrors":
+        return JobStatus(
+            JobState.FAILED,
+            raw,
+            message=(
+                f"WebAdMIT finished the export with errors and sent no file to download ({'; '.join(words) or 'no details'}); "
+                "nothing is landed, since WebAdMIT did not say the list is empty. Fix the template in WebAdMIT, "
+                "then re-run the partition"
+            ),
+        )
+    if key == "available":
+        return JobStatus(
+            JobState.FAILED,
+            raw,
+            message=(
+                "WebAdMIT says the export file is 'Available' but sent no download_url; re-run the partition "
+                "(each status call should issue a new URL)"
+            ),
+        )
+    documented = ", ".join(repr(w) for w in DOCUMENTED_STATUSES)
+    return JobStatus(
+        JobState.FAILED,
+        raw or "(no status)",
+        message=(
+            f"WebAdMIT answered status {raw!r}, which its documentation does not list ({documented}), with no "
+            f"download URL{': ' + '; '.join(words) if words else ''}; edu-assets stops rather than poll a status it "
+            "cannot read until the export deadline. Report the status to the edu-assets maintainers "
+            "(edu_assets/vendors/webadmit/client.py lists the known ones), then re-run the partition"
+        ),
+    )
 
 
 def _messages(run: dict[str, Any]) -> list[str]:

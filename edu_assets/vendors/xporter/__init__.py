@@ -10,9 +10,11 @@ from edu_assets.vendors.xporter.assets import build_all
 from edu_assets.vendors.xporter.monitoring import build_monitoring
 from edu_assets.vendors.xporter.resources import XporterResource
 from edu_assets.vendors.xporter.sensors import (
+    FILTERED_SCHEDULES,
     JOBS,
     xporter_current_month,
     xporter_daily_snapshots,
+    xporter_filter_discovery,
     xporter_school_discovery,
 )
 
@@ -22,7 +24,7 @@ def definitions() -> dg.Definitions:
     return dg.Definitions(
         assets=[*build_all(), *build_monitoring()],
         jobs=JOBS,
-        sensors=[xporter_school_discovery],
-        schedules=[xporter_daily_snapshots, xporter_current_month],
+        sensors=[xporter_school_discovery, xporter_filter_discovery],
+        schedules=[xporter_daily_snapshots, xporter_current_month, *FILTERED_SCHEDULES],
         resources={"xporter": XporterResource()},
     )

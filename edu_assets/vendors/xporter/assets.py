@@ -17,11 +17,12 @@ from pathlib import Path
 from typing import Any
 
 import dagster as dg
+import pydantic
 
 from edu_assets.core.checks import DatasetChecks, checks_only, evaluate_selected
 from edu_assets.core.errors import ConfigError, EduAssetsError, Where
 from edu_assets.core.http import Log, QuietLog
-from edu_assets.core.lake import DATA_FILE, Lake, Landed, original_columns, read_state
+from edu_assets.core.lake import DATA_FILE, Lake, Landed, original_columns, parquet_rows, read_state
 from edu_assets.core.metadata import landed_metadata
 from edu_assets.core.months import month_end
 from edu_assets.core.naming import safe_name, snake_case
@@ -30,14 +31,26 @@ from edu_assets.core.staging import JsonStage, staging
 from edu_assets.vendors.xporter.auth import SchoolUnavailable
 from edu_assets.vendors.xporter.catalog import Endpoint, Table, load_catalog
 from edu_assets.vendors.xporter.client import ChangeTokenRejected, DataNotReady, FetchSummary, XporterClient
+from edu_assets.vendors.xporter.filters import (
+    PERSON_COLUMN,
+    MissingFilter,
+    Slice,
+    config_fields,
+    config_values,
+    fan_out,
+    filter_values_metadata,
+    lookups_from,
+    people_ids,
+    slices,
+    with_people,
+)
 from edu_assets.vendors.xporter.monitoring import HEALTH, SCHOOL_DATA_FRESH
 from edu_assets.vendors.xporter.partitions import (
-    ESTAB,
-    ESTAB_MONTH,
+    FILTER_PARTITIONS_PER_RUN,
     SCHOOLS_PER_RUN,
     consecutive_windows,
-    dims,
     month_of,
+    partitioning_for,
 )
 from edu_assets.vendors.xporter.resources import XporterResource
 
@@ -60,6 +73,9 @@ class XporterEndpointConfig(dg.Config):
     page_concurrency: int | None = None
     not_ready_retries: int = 3  # "data not ready" (DbStatus): retry the step this many times...
     not_ready_wait_seconds: float = 300.0  # ...waiting this long in between
+    probe_db_status: bool = True  # once a school's data was not ready, ask onlyGetDBStatus=true (cheap) before
+    # loading again, so that a retry downloads nothing while the vendor is still refreshing
+    probe_before_every_load: bool = False  # probe before first attempts too (one more request per endpoint)
     school_concurrency: int = 8  # schools fetched and landed at once when a run covers several
 
 
@@ -106,22 +122,25 @@ def _selected_columns(select: str | None) -> list[str] | None:
 
 
 class _Router:
-    """Sends each arriving result set to its table's staging file; remembers what it did not expect."""
+    """Sends each arriving result set to its table's staging file (its name or any alias, in any case);
+    remembers what it did not expect and which tables the response carried."""
 
     def __init__(self, endpoint: Endpoint, stage: JsonStage, month_for: Any = None):
-        self.by_name = {n.lower(): t for t in endpoint.tables for n in t.response_names}
+        self.endpoint = endpoint
         self.stage = stage
         self.month_for = month_for  # (table, row) -> stage key suffix, for multi-month windows
         self.unexpected: dict[str, int] = defaultdict(int)
+        self.arrived: set[str] = set()  # tables whose result set came, an explicit empty array included
 
     def table(self, name: str) -> Table | None:
-        return self.by_name.get(name.lower())
+        return self.endpoint.table_for(name)
 
     def __call__(self, name: str, rows: list[dict[str, Any]]) -> None:
         table = self.table(name)
         if table is None:
             self.unexpected[name] += len(rows)
             return
+        self.arrived.add(table.name)
         if self.month_for is None:
             self.stage.write(table.name, rows)
             return
@@ -133,6 +152,42 @@ class _Router:
 
     def deleted_for(self, summary: FetchSummary, table: Table) -> list[str]:
         return [i for name, ids in summary.deleted.items() if self.table(name) is table for i in ids]
+
+    def absent(self, summary: FetchSummary) -> list[Table]:
+        """Tables the response did not carry at all (not even an empty array or a ``_deleted`` list)."""
+        deleted = {t.name for t in map(self.table, summary.deleted) if t is not None}
+        return [t for t in self.endpoint.tables if t.name not in self.arrived | deleted]
+
+    def report(self, where: Where, summary: FetchSummary, log: Log, *, replaces: bool) -> None:
+        """Log what the response held that the catalog does not route, and (when the landing replaces the
+        partitions) the tables it did not carry, which land with zero rows: a warning when both happen (a
+        renamed result set?), else a note (an option-gated table whose option is off)."""
+        if self.unexpected:
+            log.warning(f"{where}: result set(s) the catalog does not know, not landed: "
+                        + ", ".join(f"{k} ({v} rows)" for k, v in sorted(self.unexpected.items())))
+        absent = self.absent(summary)
+        if replaces and absent:
+            say = log.warning if self.unexpected else log.info
+            say(f"{where}: the response did not carry {', '.join(t.name for t in absent)}: landed with "
+                f"0 rows (the vendor sent: {', '.join(summary.sent_keys)})")
+
+
+def _month_for(window: list[str]) -> Any:
+    """Which month of a window a row belongs to: its table's date column (an extra table without
+    documented columns: the row's first column named like a date), else the window's first month."""
+
+    def month_for(table: Table, row: dict[str, Any]) -> str:
+        if len(window) == 1:
+            return window[0]
+        column = table.date_field or next((k for k in row if "Date" in k), "")
+        month = month_of(row.get(column))
+        return month if month in window else window[0]
+
+    return month_for
+
+
+def _rows_in(path: Path) -> int:
+    return parquet_rows(path)  # the footer, in either lake (local or object store)
 
 
 def _base_params(endpoint: Endpoint, config: XporterEndpointConfig, where: Where) -> dict[str, Any]:
@@ -159,36 +214,64 @@ class EndpointRun:
         self.xporter = xporter
         self.lake = lake
         self.log = context.log
+        self.partitioning = partitioning_for(endpoint)
+        # a filter chosen in run config: checked here, before any request (MissingFilter names it)
+        self.chosen = config_values(endpoint, config, Where(VENDOR, endpoint.name))
         # a school's progress lines: in the run's log for a one-school run; for a batch (25 schools x 60
         # endpoints), in the Python logger, with one summary line per endpoint in the run's log
-        schools = {dims(k)["estab"] for k in context.partition_keys}
+        schools = {self.partitioning.parts(k)["estab"] for k in context.partition_keys}
         self.detail: Log = context.log if len(schools) <= 1 else QuietLog(context.log, DETAIL_LOG)
         self.expected = _selected_columns(config.select)
+        self.publishes = bool(lookups_from(endpoint))  # a lookup endpoint: its landings carry filter values
+        people = endpoint.filter_of("people")
+        self.person = [PERSON_COLUMN[str(people.people)]] if people is not None and people.per_request == 1 else []
 
     def expected_columns(self, table: Table) -> list[str] | None:
-        return self.expected or (list(table.fields) or None)
+        expected = self.expected or (list(table.fields) or None)
+        return [*expected, *self.person] if expected else None
 
     def stage_dir(self, estab: str) -> Path:
         """A new staging directory for this run's fetch, ``work/xporter/<endpoint>/<estab>/<run id>.<token>``;
         earlier attempts' for the school are swept first (see core/workdir.py)."""
         return JsonStage.attempt_dir(self.lake.settings, self.context, VENDOR, self.endpoint.name, estab)
 
+    def prepare(self, part: Slice, where: Where) -> Slice:
+        """``part`` with its fanned-out people (the school's landed list); raises ``MissingFilter`` before
+        any request when the list has not landed."""
+        people = self.endpoint.filter_of("people")
+        if people is None:
+            return part
+        ids = people_ids(self.lake, self.endpoint, people, part.estab, where)
+        return with_people(part, people, ids, getattr(self.config, "people_per_request", people.per_request))
+
+    def _fetch(self, client: XporterClient, part: Slice, params: dict[str, Any], where: Where, router: Any,
+               **kwargs: Any) -> FetchSummary:
+        """One paged fetch, or a fan-out over the slice's people (one partition, one run)."""
+        if part.people is None:
+            return client.fetch(self.endpoint.path, params, where, router, **kwargs)
+        people = self.endpoint.filter_of("people")
+        assert people is not None
+        return fan_out(client, self.endpoint, params, where, router, part.people,
+                       per_request=getattr(self.config, "people_per_request", people.per_request),
+                       concurrency=getattr(self.config, "people_concurrency", 4), fetch_kwargs=kwargs)
+
     # ------------------------------------------------------------------ snapshot endpoints
-    def snapshot(self, client: XporterClient, estab: str, where: Where) -> list[_Outcome]:
+    def snapshot(self, client: XporterClient, part: Slice, where: Where) -> list[_Outcome]:
         ep, config = self.endpoint, self.config
-        params = _base_params(ep, config, where)
+        params = {**_base_params(ep, config, where), **part.params, **self.chosen}
         signature = _signature(ep, params)
-        part = {"estab": estab}
-        paths = [self.lake.partition_dir(VENDOR, ep.asset_name(t), part) / DATA_FILE for t in ep.tables]
+        paths = [self.lake.partition_dir(VENDOR, ep.asset_name(t), part.dims) / DATA_FILE for t in ep.tables]
         states = [read_state(p) for p in paths]
         tokens = {s.get("changed_rows") for s in states}
         if config.updated_since:
             if not ep.updated_since:
                 raise ConfigError(where, f"{ep.title} does not offer updatedSince",
                                   hint="use change sets (the default) or full_refresh instead")
-            return self._fetch_and_land(client, estab, where, {**params, "updatedSince": config.updated_since},
+            return self._fetch_and_land(client, part, where, {**params, "updatedSince": config.updated_since},
                                         mode="updated_since", states=states)
-        keyed = all(p.exists() and (t.key or "Id") in original_columns(p).values() for t, p in zip(ep.tables, paths, strict=True))
+        # an empty landed table needs no key column: a change set is landed into it as is
+        keyed = all(p.exists() and ((t.key or "Id") in original_columns(p).values() or not _rows_in(p))
+                    for t, p in zip(ep.tables, paths, strict=True))
         resumable = (
             not config.full_refresh
             and len(tokens) == 1
@@ -199,45 +282,72 @@ class EndpointRun:
         if not resumable:
             reason = ("full refresh requested" if config.full_refresh
                       else "no change set yet" if all(not s for s in states)
+                      else "the last change-set response carried no next changedRows token" if tokens == {None}
                       else "a table has no Id column to apply changes by" if not keyed
                       else "parameters changed or tables out of step: starting a new change set")
-            return self._fetch_and_land(client, estab, where, {**params, "changedRows": "*"}, mode="full",
+            return self._fetch_and_land(client, part, where, {**params, "changedRows": "*"}, mode="full",
                                         signature=signature, extra={"change_set_reason": reason})
         token = next(iter(tokens))
         try:
-            return self._fetch_and_land(client, estab, where, {**params, "changedRows": token}, mode="delta",
+            return self._fetch_and_land(client, part, where, {**params, "changedRows": token}, mode="delta",
                                         signature=signature)
         except ChangeTokenRejected as exc:
             self.log.warning(f"{exc}; reloading everything with changedRows=*")
-            return self._fetch_and_land(client, estab, where, {**params, "changedRows": "*"}, mode="full",
+            return self._fetch_and_land(client, part, where, {**params, "changedRows": "*"}, mode="full",
                                         signature=signature, extra={"change_set_restarted": exc.what})
 
-    def _fetch_and_land(self, client: XporterClient, estab: str, where: Where, params: dict[str, Any], *,
+    def _fetch_and_land(self, client: XporterClient, part: Slice, where: Where, params: dict[str, Any], *,
                         mode: str, signature: str | None = None, states: list[dict] | None = None,
                         extra: dict[str, Any] | None = None) -> list[_Outcome]:
-        ep = self.endpoint
+        ep, estab = self.endpoint, part.estab
+        probe_md = self._probe(client, params, where) if mode == "full" else {}
         with staging(self.stage_dir(estab)) as stage:
             router = _Router(ep, stage)
             summary = client.fetch(ep.path, params, where, router, page_size=self.config.page_size,
-                                   concurrency=self.config.page_concurrency)
+                                   concurrency=self.config.page_concurrency, result_sets=ep.result_set_names)
+            router.report(where, summary, self.detail, replaces=mode == "full")
+            updated = {"vendor_data_updated": summary.data_updated[0]} if summary.data_updated else {}
+            absent = {t.name for t in router.absent(summary)} if mode == "full" else set()
             outcomes = []
             for i, table in enumerate(ep.tables):
                 staged = stage.finish(table.name)
-                common = dict(where=where.at(partition=f"school {estab}"), vendor=VENDOR,
-                              asset=ep.asset_name(table), partition={"estab": estab},
+                common = dict(where=where.at(partition=part.label), vendor=VENDOR,
+                              asset=ep.asset_name(table), partition=part.dims,
                               expected_columns=self.expected_columns(table))
+                target = self.lake.partition_dir(VENDOR, ep.asset_name(table), part.dims) / DATA_FILE
                 if mode == "full":
                     landed = self.lake.land_json(staged, state={"changed_rows": summary.next_token,
-                                                                 "signature": signature}, **common)
+                                                                 "signature": signature, **updated}, **common)
                     detail = {"change_set": "full load (changedRows=*)"}
                 else:
                     deleted = router.deleted_for(summary, table)
-                    state = (states or [{}])[i] if mode == "updated_since" else {
-                        "changed_rows": summary.next_token, "signature": signature}
-                    landed = self.lake.merge_json(staged, deleted, table.key or "Id", state=state, **common)
+                    state = {**(states or [{}])[i], **updated} if mode == "updated_since" else {
+                        "changed_rows": summary.next_token, "signature": signature, **updated}
+                    if target.exists() and not _rows_in(target):  # nothing to merge into (maybe no key column)
+                        landed = self.lake.land_json(staged, state=state, **common)
+                    else:
+                        landed = self.lake.merge_json(staged, deleted, table.key or "Id", state=state, **common)
                     detail = {"change_set": f"{mode}: {stage.counts.get(table.name, 0)} upserted, {len(deleted)} deleted"}
-                outcomes.append(_Outcome(table, estab, landed, {**detail, **self._fetch_md(summary, router), **(extra or {})}))
+                md = {**detail, **self._fetch_md(summary, router), **probe_md, **(extra or {})}
+                if table.name in absent:
+                    md["result_set"] = "absent from the vendor's response: landed with 0 rows"
+                outcomes.append(_Outcome(table, part.key, landed, md))
             return outcomes
+
+    def _probe(self, client: XporterClient, params: dict[str, Any], where: Where) -> dict[str, Any]:
+        """``onlyGetDBStatus=true`` before a full load (not for Health itself or the diagnostic endpoint):
+        a not-ready school raises ``DataNotReady`` before any page is requested.
+
+        Only on a retry, i.e. after a data response said the data was not ready: a data response carries
+        ``DBStatus`` itself, so probing before every first attempt would double a run's requests (59 more per
+        school's snapshot run) to learn what the data call says anyway."""
+        ep = self.endpoint
+        if ep.diagnostic or ep.path.lower() == "health" or not self.config.probe_db_status:
+            return {}
+        if self.context.retry_number == 0 and not self.config.probe_before_every_load:
+            return {}
+        status = client.probe(ep.path, params, where)
+        return {"db_status": str(status) if status is not None else "not reported by the onlyGetDBStatus probe"}
 
     def _fetch_md(self, summary: FetchSummary, router: _Router) -> dict[str, Any]:
         md: dict[str, Any] = {"pages": summary.pages, "fetch_seconds": round(summary.seconds, 3)}
@@ -245,14 +355,20 @@ class EndpointRun:
             md["vendor_reported_rows"] = summary.reported_rows
         if router.unexpected:
             md["unexpected_result_sets"] = ", ".join(f"{k} ({v} rows)" for k, v in sorted(router.unexpected.items()))
+        md["result_sets_received"] = ", ".join(f"{k} ({v} rows)" for k, v in summary.received.items()) or "none"
+        md["paging"] = summary.paging
+        if summary.data_updated:  # meta's last-updated time (L5375): when the vendor's data was refreshed
+            md["vendor_data_updated"], md["vendor_data_updated_field"] = summary.data_updated
+        if summary.change_set:
+            md["change_token_key"] = summary.token_key or "none returned: the next run reloads everything"
         return md
 
     # ------------------------------------------------------------------ date-range endpoints
-    def months(self, client: XporterClient, estab: str, months: list[str], where: Where) -> list[_Outcome]:
-        ep, config = self.endpoint, self.config
-        params = _base_params(ep, config, where)
+    def months(self, client: XporterClient, part: Slice, where: Where) -> list[_Outcome]:
+        ep, config, estab, months = self.endpoint, self.config, part.estab, part.months
+        params = {**_base_params(ep, config, where), **part.params, **self.chosen}
         size = max(1, config.window_months)
-        if size > 1 and any(t.date_field is None for t in ep.tables):
+        if size > 1 and any(t.date_field is None for t in ep.tables if not t.seen_in):
             self.log.warning(f"{where}: not every table of {ep.title} has a date column to split a multi-month "
                              "window by; fetching one month per call")
             size = 1
@@ -261,27 +377,29 @@ class EndpointRun:
         self.detail.info(f"{where}: {len(months)} month(s) in {len(windows)} call(s) of up to {size} month(s)")
         for window in windows:
             start, end = window[0], month_end(window[-1])
+            call_where = where.at(partition=f"{part.label}, {start}..{end}")
+            probe_md = self._probe(client, {**params, **ep.range_params(start, end)}, call_where)
             with staging(self.stage_dir(estab)) as stage:
-                def month_for(table: Table, row: dict[str, Any], _w: list[str] = window) -> str:
-                    if len(_w) == 1:
-                        return _w[0]
-                    month = month_of(row.get(table.date_field or ""))
-                    return month if month in _w else _w[0]
-
-                router = _Router(ep, stage, month_for)
-                summary = client.fetch(ep.path, {**params, **ep.range_params(start, end)}, where, router,
-                                       page_size=config.page_size, concurrency=config.page_concurrency)
+                router = _Router(ep, stage, _month_for(window))
+                summary = self._fetch(client, part, {**params, **ep.range_params(start, end)}, call_where, router,
+                                      page_size=config.page_size, concurrency=config.page_concurrency,
+                                      result_sets=ep.result_set_names)
+                router.report(call_where, summary, self.detail, replaces=True)
+                absent = {t.name for t in router.absent(summary)}
                 for month in window:
                     for table in ep.tables:
                         key = f"{table.name}|{month}"
                         landed = self.lake.land_json(
-                            stage.finish(key), where.at(partition=f"school {estab}, month {month[:7]}"), VENDOR,
-                            ep.asset_name(table), {"estab": estab, "month": month},
+                            stage.finish(key), where.at(partition=f"{part.label}, month {month[:7]}"), VENDOR,
+                            ep.asset_name(table), {**part.dims, "month": month},
                             expected_columns=self.expected_columns(table),
-                            state={"window": [start, end], "signature": _signature(ep, params)},
+                            state={"window": [start, end], "signature": _signature(ep, params),
+                                   **({"vendor_data_updated": summary.data_updated[0]} if summary.data_updated else {})},
                         )
-                        outcomes.append(_Outcome(table, f"{estab}|{month}", landed,
-                                                 {"window": f"{start}..{end}", **self._fetch_md(summary, router)}))
+                        md = {"window": f"{start}..{end}", **self._fetch_md(summary, router), **probe_md}
+                        if table.name in absent:
+                            md["result_set"] = "absent from the vendor's response: landed with 0 rows"
+                        outcomes.append(_Outcome(table, part.month_key(month), landed, md))
         return outcomes
 
     # ------------------------------------------------------------------ scopes
@@ -350,11 +468,24 @@ class _SchoolResult:
         return sum(o.landed.rows for o in self.outcomes)
 
 
-def _run_school(run: EndpointRun, estab: str, months: list[str]) -> _SchoolResult:
-    """Fetch and land one school's partitions of the endpoint (runs on a worker thread)."""
-    endpoint, log = run.endpoint, run.log
-    result = _SchoolResult(estab, [f"{estab}|{m}" if m else estab for m in months])
-    where = Where(VENDOR, endpoint.name, f"school {estab}")
+def _run_school(run: EndpointRun, part: Slice) -> _SchoolResult:
+    """Fetch and land one school's partitions of the endpoint for one value of its filter dimension (runs on
+    a worker thread)."""
+    endpoint, log, estab = run.endpoint, run.log, part.estab
+    result = _SchoolResult(estab, list(part.keys.values()))
+    where = Where(VENDOR, endpoint.name, part.label)
+    try:  # a mandatory filter without a value fails here, before any request (the register's included)
+        part = run.prepare(part, where)
+    except MissingFilter as exc:
+        result.error = exc
+        return result
+    if part.people == ():
+        people = endpoint.filter_of("people")
+        reason = (f"no {people.people if people else 'people'} in the landed list of school {estab}: "
+                  "nothing to request (the filter has no value)")
+        log.warning(f"{where}: skipped: {reason}")
+        result.skipped = ("no_people", reason)
+        return result
     reason = run.skip_reason(estab)
     if reason:
         log.warning(f"{where}: skipped: {reason}")
@@ -362,8 +493,11 @@ def _run_school(run: EndpointRun, estab: str, months: list[str]) -> _SchoolResul
         return result
     client = run.xporter.client(estab, run.detail)
     try:
-        result.outcomes = run.months(client, estab, months, where) if endpoint.partitioned_by_month \
-            else run.snapshot(client, estab, where)
+        result.outcomes = run.months(client, part, where) if endpoint.partitioned_by_month \
+            else run.snapshot(client, part, where)
+        if run.publishes:  # a lookup endpoint: its values, for the filter-discovery sensor
+            for o in result.outcomes:
+                o.extra.update(filter_values_metadata(endpoint, o.table.name, o.landed.path, log))
     except SchoolUnavailable as exc:
         log.warning(f"{exc}")
         result.skipped = (exc.reason, exc.what)
@@ -390,15 +524,12 @@ def run_endpoint(context: dg.AssetExecutionContext, endpoint: Endpoint, config: 
         yield from evaluate_selected(context, checks, lake.lake())
         return
     run = EndpointRun(context, endpoint, config, xporter, lake.lake())
-    by_school: dict[str, list[str]] = defaultdict(list)
-    for key in context.partition_keys:
-        d = dims(key)
-        by_school[d["estab"]].append(d.get("month", ""))
-    workers = max(1, min(config.school_concurrency, len(by_school)))
+    parts = slices(endpoint, run.partitioning, context.partition_keys)
+    workers = max(1, min(config.school_concurrency, len(parts)))
     failed: list[_SchoolResult] = []
     landed_any = False
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix=f"xporter-{endpoint.name}") as pool:
-        futures = [pool.submit(_run_school, run, estab, months) for estab, months in sorted(by_school.items())]
+        futures = [pool.submit(_run_school, run, part) for part in parts]
         results: list[_SchoolResult] = []
         for future in as_completed(futures):
             result = future.result()
@@ -421,7 +552,7 @@ def run_endpoint(context: dg.AssetExecutionContext, endpoint: Endpoint, config: 
             f"[xporter] {endpoint.name}: {len(landed)} of {len(results)} schools landed "
             f"({sum(r.rows for r in landed):,} rows), {sum(r.skipped is not None for r in results)} skipped, "
             f"{len(failed)} failed ({workers} at a time; each school's lines are in the edu_assets.xporter logger)")
-    _raise_for(failed, endpoint, len(by_school), config)
+    _raise_for(failed, endpoint, len(parts), config)
 
 
 def _raise_for(failed: list[_SchoolResult], endpoint: Endpoint, schools: int, config: XporterEndpointConfig) -> None:
@@ -442,8 +573,29 @@ def _raise_for(failed: list[_SchoolResult], endpoint: Endpoint, schools: int, co
     )
 
 
+def endpoint_config(endpoint: Endpoint) -> type[XporterEndpointConfig]:
+    """The endpoint's run config: the common fields, plus those its mandatory filters add (typed fields for
+    a filter chosen in run config; the fan-out's batch size and concurrency)."""
+    extra = config_fields(endpoint)
+    if not extra:
+        return XporterEndpointConfig
+    name = "".join(p.title() for p in endpoint.name.split("_")) + "Config"
+    return pydantic.create_model(name, __base__=XporterEndpointConfig, **extra)
+
+
+def _backfill_policy(endpoint: Endpoint) -> dg.BackfillPolicy:
+    """A range of months, school years or key stages is one run; many schools (or many lookup values) run
+    in batches, landed concurrently inside each step."""
+    partitioning = partitioning_for(endpoint)
+    if isinstance(partitioning.definition, dg.MultiPartitionsDefinition):
+        return dg.BackfillPolicy.single_run()
+    return dg.BackfillPolicy.multi_run(FILTER_PARTITIONS_PER_RUN if partitioning.per_school_values else SCHOOLS_PER_RUN)
+
+
 def build_endpoint_asset(endpoint: Endpoint) -> dg.AssetsDefinition:
-    partitions = ESTAB_MONTH if endpoint.partitioned_by_month else ESTAB
+    partitioning = partitioning_for(endpoint)
+    partitions = partitioning.definition
+    config_class = endpoint_config(endpoint)
     guessed = endpoint.path_confidence != "known_public_client"
     checks = build_checks(endpoint)  # declared on the asset and evaluated by its runs: built once
     specs = [
@@ -458,7 +610,7 @@ def build_endpoint_asset(endpoint: Endpoint) -> dg.AssetsDefinition:
             partitions_def=partitions,
             metadata={"dagster/column_schema": column_schema(table), "vendor_path": endpoint.path,
                       **({"key": table.key} if table.key else {})},
-            tags={"edu/vendor": VENDOR, "edu/partitioning": "estab_month" if endpoint.partitioned_by_month else "estab"},
+            tags={"edu/vendor": VENDOR, "edu/partitioning": partitioning.name},
         )
         for table in endpoint.tables
     ]
@@ -470,11 +622,9 @@ def build_endpoint_asset(endpoint: Endpoint) -> dg.AssetsDefinition:
         check_specs=[spec for suite in checks.values() for spec in suite.specs()],
         can_subset=True,  # a run may select only checks (the UI's "Execute check"); a fetch lands every table
         pool=POOL,
-        # a backfill of many schools runs in batches (schools land concurrently inside each step)
-        backfill_policy=dg.BackfillPolicy.single_run() if endpoint.partitioned_by_month
-        else dg.BackfillPolicy.multi_run(SCHOOLS_PER_RUN),
+        backfill_policy=_backfill_policy(endpoint),
     )
-    def _endpoint(context: dg.AssetExecutionContext, config: XporterEndpointConfig, xporter: XporterResource,
+    def _endpoint(context: dg.AssetExecutionContext, config: config_class, xporter: XporterResource,  # type: ignore[valid-type]
                   lake: LakeResource) -> Iterator[Any]:
         yield from run_endpoint(context, endpoint, config, xporter, lake, checks)
 
@@ -484,18 +634,22 @@ def build_endpoint_asset(endpoint: Endpoint) -> dg.AssetsDefinition:
 def build_checks(endpoint: Endpoint) -> dict[dg.AssetKey, DatasetChecks]:
     """Each table's checks: its key is unique (where the document names one) and its columns are the
     documented ones (WARN: a missing consent scope hides columns)."""
-    partitions = ESTAB_MONTH if endpoint.partitioned_by_month else ESTAB
+    partitioning = partitioning_for(endpoint)
+    people = endpoint.filter_of("people")
+    # a one-person-a-call fan-out (timetables) lands the same lesson once per person
+    person = [PERSON_COLUMN[str(people.people)]] if people is not None and people.per_request == 1 else []
     suites = {}
     for table in endpoint.tables:
         if not (table.key or table.fields or asset_key(endpoint, table) == HEALTH):
             continue
 
         def locate(lake: Lake, key: str | None, _table: Table = table) -> Path:
-            return lake.partition_dir(VENDOR, endpoint.asset_name(_table), dims(key)) / DATA_FILE
+            return lake.partition_dir(VENDOR, endpoint.asset_name(_table), partitioning.parts(str(key))) / DATA_FILE
 
         key = asset_key(endpoint, table)
         suites[key] = DatasetChecks(
-            key, partitions, keys=[table.key] if table.key else [], expected_columns=list(table.fields) or None,
+            key, partitioning.definition, keys=[table.key, *person] if table.key else [],
+            expected_columns=[*table.fields, *person] if table.fields else None,
             locate=locate, extra=[SCHOOL_DATA_FRESH] if key == HEALTH else [],
         )
     return suites

@@ -15,12 +15,14 @@ import json
 import stat
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from edu_assets.core.errors import ConfigError, EduAssetsError, VendorAuthError, Where
 from edu_assets.core.http import VendorHTTP
 from edu_assets.core.redact import register_secret
 from edu_assets.core.settings import env
 from edu_assets.core.tokens import Token
+from edu_assets.vendors.xporter.client import parse_time
 
 SANDBOX_RELYING_PARTY = "edu-assets.sandbox"
 SANDBOX_MANAGEMENT_SECRET = "sandbox-management-secret"
@@ -61,7 +63,8 @@ class Secrets:
         secret = self.schools.get(estab)
         if not secret:
             raise ConfigError(
-                where, f"no secret is configured for school {estab}",
+                where,
+                f"no secret is configured for school {estab}",
                 hint="add it to XPORTER_SCHOOL_SECRETS or the XPORTER_SECRETS_FILE mapping (see README, Xporter)",
             )
         return secret
@@ -84,15 +87,21 @@ def load_secrets(*, sandbox: bool) -> Secrets:
         try:
             mapping = json.loads(raw)
         except ValueError:
-            raise ConfigError(where, "XPORTER_SCHOOL_SECRETS is not valid JSON",
-                              hint='set it to a JSON object such as {"3281101": "<school secret>"}') from None
+            raise ConfigError(
+                where,
+                "XPORTER_SCHOOL_SECRETS is not valid JSON",
+                hint='set it to a JSON object such as {"3281101": "<school secret>"}',
+            ) from None
         if not isinstance(mapping, dict):
             raise ConfigError(where, "XPORTER_SCHOOL_SECRETS must be a JSON object of estab -> secret")
         schools.update({str(k): str(v) for k, v in mapping.items()})
     relying_party = env("XPORTER_RELYING_PARTY")
     if not relying_party:
-        raise ConfigError(where, "XPORTER_RELYING_PARTY is not set",
-                          hint="set it to the relying party your application was registered with")
+        raise ConfigError(
+            where,
+            "XPORTER_RELYING_PARTY is not set",
+            hint="set it to the relying party your application was registered with",
+        )
     for value in [management, *schools.values()]:
         register_secret(value)
     return Secrets(relying_party, management, schools)
@@ -105,14 +114,18 @@ def _read_secrets_file(path: Path, where: Where) -> dict:
         raise ConfigError(where, f"XPORTER_SECRETS_FILE {path} does not exist") from None
     if mode & (stat.S_IROTH | stat.S_IWOTH):
         raise ConfigError(
-            where, f"refusing to read {path}: other users can read it (mode {stat.filemode(mode)})",
+            where,
+            f"refusing to read {path}: other users can read it (mode {stat.filemode(mode)})",
             hint=f"restrict it: chmod 600 {path}",
         )
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except ValueError:
-        raise ConfigError(where, f"{path} is not valid JSON",
-                          hint='expected {"management": "...", "schools": {"<estab>": "<secret>"}}') from None
+        raise ConfigError(
+            where,
+            f"{path} is not valid JSON",
+            hint='expected {"management": "...", "schools": {"<estab>": "<secret>"}}',
+        ) from None
     if not isinstance(data, dict):
         raise ConfigError(where, f"{path} must hold a JSON object")
     return data
@@ -126,34 +139,56 @@ def mint_token(http: VendorHTTP, sts_url: str, secrets: Secrets, estab: str) -> 
     elif secrets.management:
         password = secrets.management
     else:
-        raise ConfigError(where, "no management secret is configured",
-                          hint="set XPORTER_MANAGEMENT_SECRET (or 'management' in XPORTER_SECRETS_FILE)")
-    body = {"estab": estab, "relyingParty": secrets.relying_party, "password": password,
-            "thirdpartyid": "XporterOnDemand"}
+        raise ConfigError(
+            where,
+            "no management secret is configured",
+            hint="set XPORTER_MANAGEMENT_SECRET (or 'management' in XPORTER_SECRETS_FILE)",
+        )
+    body = token_request(estab, secrets.relying_party, password)
     response = http.request("POST", sts_url, where, json_body=body, ok_statuses=(400, 401, 403))
     try:
         payload = response.json()
     except ValueError:
         payload = {"ExceptionMessage": f"HTTP {response.status_code}, not JSON: {response.text[:200]!r}"}
-    token = payload.get("token") if isinstance(payload, dict) else None
-    if token:
+    return parse_token_response(payload, where)
+
+
+def token_request(estab: str, relying_party: str, password: str) -> dict[str, str]:
+    """The STS request body (L110-131): ``estab`` is ``""`` for the management token (L66)."""
+    return {
+        "estab": estab,
+        "relyingParty": relying_party,
+        "password": password,
+        "thirdpartyid": "XporterOnDemand",
+    }
+
+
+def parse_token_response(payload: Any, where: Where) -> Token:
+    """The STS answer (L73-105): a token with its expiry, or the reason there is none.
+
+    Failure is ``token: null`` whatever the HTTP status (undocumented); a message saying the authorisation
+    is paused, pending or revoked is the school's state (``SchoolUnavailable``), anything else a credential
+    problem (``VendorAuthError``)."""
+    payload = payload if isinstance(payload, dict) else {}
+    token = payload.get("token")
+    if token and isinstance(token, str | int):
         expires = _parse_expiry(payload.get("expires"))
         return Token(str(token), expires, dt.datetime.now(dt.UTC))
-    kind = str((payload or {}).get("ExceptionType") or "")
-    message = str((payload or {}).get("ExceptionMessage") or (payload or {}).get("Message") or "no token returned")
+    kind = str(payload.get("ExceptionType") or "")
+    message = str(payload.get("ExceptionMessage") or payload.get("Message") or "the STS sent no token")
     lowered = (kind + " " + message).lower()
     for reason in ("paused", "revoked", "pending"):
         if reason in lowered:
             raise SchoolUnavailable(where, reason, message)
     raise VendorAuthError(
-        where, f"the STS refused the secret ({kind or 'error'}: {message})",
+        where,
+        f"the STS refused the secret ({kind or 'error'}: {message})",
         hint="check XPORTER_RELYING_PARTY and this school's secret; a school that re-authorised has a new secret",
     )
 
 
 def _parse_expiry(raw: object) -> dt.datetime:
-    try:
-        moment = dt.datetime.fromisoformat(str(raw).replace("Z", "+00:00"))
-    except ValueError:
+    moment = parse_time(raw)
+    if moment is None:
         return dt.datetime.now(dt.UTC) + dt.timedelta(minutes=30)  # undocumented lifetime: be conservative
-    return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
+    return moment

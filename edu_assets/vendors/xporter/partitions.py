@@ -1,4 +1,10 @@
-"""Xporter partitions: schools (``estab``, discovered by a sensor) and school x month for date ranges.
+"""Xporter partitions: schools (``estab``, discovered by a sensor), school x month for date ranges, and a
+dimension for each mandatory filter whose values can be enumerated (see ``catalog.Filter``):
+
+- a school year (``3281101|2024``: the year 2024/25) or a fixed list (``3281101|KS4``) beside the school;
+- values found in a lookup endpoint (UDF names, document types, aspects, marksheets): dynamic partitions of
+  their own, one per school and value (``3281101:Locker Number``), because each school has its own values;
+  crossed with the month where the endpoint also needs a date range.
 
 Monthly, not daily, windows keep a trust within Dagster's comfort limit (~100,000 partitions per asset):
 50 schools x 5 years x 12 months = 3,000 partitions, where daily would be 91,000.
@@ -8,17 +14,26 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import cache
 
 import dagster as dg
 
 from edu_assets.core.months import next_month
 from edu_assets.core.settings import env
+from edu_assets.vendors.xporter.catalog import Endpoint, Filter
 
 ESTAB_PARTITIONS = "xporter_estab"
 ESTAB = dg.DynamicPartitionsDefinition(name=ESTAB_PARTITIONS)
 START_MONTH = env("XPORTER_START_MONTH", "2021-09-01") or "2021-09-01"
 MONTH = dg.MonthlyPartitionsDefinition(start_date=START_MONTH, end_offset=1)
 ESTAB_MONTH = dg.MultiPartitionsDefinition({"estab": ESTAB, "month": MONTH})
+SCHOOL_YEAR = dg.TimeWindowPartitionsDefinition(
+    cron_schedule="0 0 1 9 *", start=START_MONTH[:4], fmt="%Y", end_offset=1, timezone="Europe/London",
+)
+"""School years by the year they start (``2024`` = September 2024 to August 2025, the vendor's ``SchoolYear``),
+up to the current one."""
+LOOKUP_SEPARATOR = ":"
 
 
 SCHOOLS_PER_RUN = 25
@@ -26,6 +41,10 @@ SCHOOLS_PER_RUN = 25
 backfill of snapshot endpoints). One run per school costs a run's fixed overhead (a process, a definitions
 load, ~60 steps' events) per school; a run of a batch pays it once and lands its schools concurrently
 within each step (``school_concurrency``)."""
+
+FILTER_PARTITIONS_PER_RUN = 100
+"""Lookup-value partitions (one school's UDF, aspect, marksheet...) per run in a backfill or a schedule:
+each is one small call, so a run lands many, ``school_concurrency`` at a time."""
 
 RANGE_START, RANGE_END = "dagster/asset_partition_range_start", "dagster/asset_partition_range_end"
 
@@ -76,3 +95,98 @@ def consecutive_windows(months: list[str], size: int) -> list[list[str]]:
         else:
             windows.append([month])
     return windows
+
+
+# ---------------------------------------------------------------------------------------------- filters
+def lookup_key(estab: str, value: str) -> str:
+    """The partition key of one school's lookup value: ``3281101:Locker Number``."""
+    return f"{estab}{LOOKUP_SEPARATOR}{value}"
+
+
+def split_lookup_key(key: str) -> tuple[str, str]:
+    """``3281101:Locker Number`` -> (estab, value); the estab never holds the separator, the value may."""
+    estab, _, value = key.partition(LOOKUP_SEPARATOR)
+    return estab, value
+
+
+def unusable_value(value: str) -> str | None:
+    """Why a lookup value cannot be a partition key (None: it can): Dagster splits multi-dimension keys on
+    ``|`` and refuses a few substrings; a lake directory name has a length limit."""
+    if not value.strip():
+        return "empty"
+    if "|" in value:
+        return "contains '|'"
+    if any(bad in value for bad in ("...", "\a", "\b", "\f", "\n", "\r", "\t", "\v", "\0")):
+        return "contains '...' or a control character"
+    if len(value) > 200:
+        return "longer than 200 characters"
+    return None
+
+
+@cache
+def lookup_partitions(name: str) -> dg.DynamicPartitionsDefinition:
+    """The dynamic partitions of one lookup's values (``xporter_<name>``), kept by ``xporter_filter_discovery``."""
+    return dg.DynamicPartitionsDefinition(name=f"xporter_{name}")
+
+
+@dataclass(frozen=True)
+class Partitioning:
+    """How an endpoint's partitions are laid out: the Dagster definition, and how a key maps to the lake's
+    dimensions (``estab`` first, then the filter's dimension, then ``month``)."""
+
+    name: str  # the ``edu/partitioning`` tag and the job suffix: estab, estab_month, estab_school_year, aspect ...
+    definition: dg.PartitionsDefinition
+    dimension: str | None = None  # the filter's dimension: udf, document_type, aspect, school_year, key_stage ...
+    monthly: bool = False
+    per_school_values: bool = False  # keys ``<estab>:<value>`` of a lookup's dynamic partitions...
+    lookup: str | None = None  # ...named ``xporter_<lookup>``
+
+    @property
+    def dynamic_name(self) -> str:
+        """The dynamic partitions its keys (or its school dimension) come from."""
+        return lookup_partitions(self.lookup).name if self.lookup else ESTAB_PARTITIONS
+
+    def parts(self, key: str) -> dict[str, str]:
+        """A partition key as its dimensions in lake order: ``{"estab": ..., [dimension: ...], ["month": ...]}``."""
+        if isinstance(self.definition, dg.MultiPartitionsDefinition):
+            by_dim = dict(self.definition.get_partition_key_from_str(key).keys_by_dimension)
+        else:
+            by_dim = {self.dimension or "estab": key}
+        out: dict[str, str] = {}
+        if self.per_school_values:
+            estab, value = split_lookup_key(by_dim[self.dimension or ""])
+            out = {"estab": estab, str(self.dimension): value}
+        else:
+            out["estab"] = by_dim["estab"]
+            if self.dimension:
+                out[self.dimension] = by_dim[self.dimension]
+        if self.monthly:
+            out["month"] = by_dim["month"]
+        return out
+
+
+ESTAB_PARTITIONING = Partitioning("estab", ESTAB)
+ESTAB_MONTH_PARTITIONING = Partitioning("estab_month", ESTAB_MONTH, monthly=True)
+
+
+@cache
+def _partitioning(kind: str, dimension: str | None, partitions: str | None, values: tuple[str, ...],
+                  monthly: bool) -> Partitioning:
+    if kind == "lookup":
+        dynamic = lookup_partitions(str(partitions))
+        if monthly:
+            return Partitioning(f"{partitions}_month", dg.MultiPartitionsDefinition({str(dimension): dynamic, "month": MONTH}),
+                                dimension, monthly=True, per_school_values=True, lookup=partitions)
+        return Partitioning(str(partitions), dynamic, dimension, per_school_values=True, lookup=partitions)
+    second = SCHOOL_YEAR if kind == "school_year" else dg.StaticPartitionsDefinition(list(values))
+    return Partitioning(f"estab_{dimension}", dg.MultiPartitionsDefinition({"estab": ESTAB, str(dimension): second}),
+                        dimension)
+
+
+def partitioning_for(endpoint: Endpoint) -> Partitioning:
+    """The endpoint's partitions: by school (and month), plus its enumerable mandatory filter's dimension."""
+    dim: Filter | None = next((f for f in endpoint.filters if f.kind in ("lookup", "school_year", "values")), None)
+    if dim is None:
+        return ESTAB_MONTH_PARTITIONING if endpoint.partitioned_by_month else ESTAB_PARTITIONING
+    return _partitioning(dim.kind, dim.dimension, dim.lookup.partitions if dim.lookup else None, dim.values,
+                         endpoint.partitioned_by_month)

@@ -101,8 +101,9 @@ class XporterResource(dg.ConfigurableResource):
                 return cached[1]
             client = self.management(log)
             try:
+                # only the documented parameters (L333-334): no httpstatuscodes on a management call
                 body = client.get("api/XporterOnDemand/GetXodSchools", {"includePendingAuthorisation": "true"},
-                                  Where("xporter", "GetXodSchools", "management"))
+                                  Where("xporter", "GetXodSchools", "management"), status_codes=False)
             finally:
                 client.close()
             schools = parse_school_register(body)

@@ -1,4 +1,5 @@
-"""Keep the school partitions in step with the vendor's register, and schedule the daily loads."""
+"""Keep the school partitions in step with the vendor's register, the filter partitions in step with the
+lookup endpoints' values, and schedule the daily loads."""
 
 import datetime as dt
 import hashlib
@@ -9,40 +10,77 @@ import dagster as dg
 from edu_assets.core.configured import skip_unless_configured
 from edu_assets.core.settings import xporter_mode
 from edu_assets.vendors.xporter.assets import asset_key
-from edu_assets.vendors.xporter.catalog import load_catalog
+from edu_assets.vendors.xporter.catalog import Endpoint, load_catalog
+from edu_assets.vendors.xporter.filters import FILTER_VALUES
 from edu_assets.vendors.xporter.monitoring import SCHOOLS
 from edu_assets.vendors.xporter.partitions import (
     ESTAB,
     ESTAB_MONTH,
     ESTAB_PARTITIONS,
+    FILTER_PARTITIONS_PER_RUN,
     SCHOOLS_PER_RUN,
+    Partitioning,
     batch_tags,
+    lookup_key,
+    lookup_partitions,
+    partitioning_for,
     school_batches,
+    split_lookup_key,
 )
 from edu_assets.vendors.xporter.resources import XporterResource
 
 SNAPSHOT_JOB = "xporter_snapshots"
 CURRENT_MONTH_JOB = "xporter_current_month"
 REGISTER_JOB = "xporter_register"
+FILTER_DISCOVERY = "xporter_filter_discovery"
 
 
-def _keys(month: bool) -> list[dg.AssetKey]:
-    endpoints, _ = load_catalog()
-    return [asset_key(e, t) for e in endpoints
-            if e.partitioned_by_month == month and not e.diagnostic for t in e.tables]
+def _scheduled(endpoint: Endpoint) -> bool:
+    """Loaded by jobs and schedules: not the vendor's test endpoint, nor one whose filter a person chooses."""
+    return not endpoint.diagnostic and not endpoint.needs_run_config
+
+
+def by_partitioning() -> dict[str, tuple[Partitioning, list[Endpoint]]]:
+    """The scheduled endpoints grouped by partition layout (its name -> the layout and its endpoints): one job each."""
+    out: dict[str, tuple[Partitioning, list[Endpoint]]] = {}
+    for e in load_catalog()[0]:
+        if _scheduled(e):
+            partitioning = partitioning_for(e)
+            out.setdefault(partitioning.name, (partitioning, []))[1].append(e)
+    return out
+
+
+def _keys(partitioning: str) -> list[dg.AssetKey]:
+    return [asset_key(e, t) for e in by_partitioning().get(partitioning, (None, []))[1] for t in e.tables]
 
 
 snapshots_job = dg.define_asset_job(
-    SNAPSHOT_JOB, selection=dg.AssetSelection.assets(*_keys(False)), partitions_def=ESTAB,
+    SNAPSHOT_JOB, selection=dg.AssetSelection.assets(*_keys("estab")), partitions_def=ESTAB,
     tags={"edu/vendor": "xporter"}, description="Every snapshot endpoint of one school (change sets where possible).",
 )
 current_month_job = dg.define_asset_job(
-    CURRENT_MONTH_JOB, selection=dg.AssetSelection.assets(*_keys(True)), partitions_def=ESTAB_MONTH,
-    tags={"edu/vendor": "xporter"}, description="Every date-range endpoint of one school for one month.",
+    CURRENT_MONTH_JOB, selection=dg.AssetSelection.assets(*_keys("estab_month")), partitions_def=ESTAB_MONTH,
+    tags={"edu/vendor": "xporter"}, description="Every date-range endpoint of one school for one month (the "
+                                                "per-student and per-staff ones fan out over its landed people).",
 )
 register_job = dg.define_asset_job(REGISTER_JOB, selection=dg.AssetSelection.assets(SCHOOLS),
                                    tags={"edu/vendor": "xporter"}, description="The school register.")
-JOBS = [snapshots_job, current_month_job, register_job]
+
+
+def filtered_job_name(partitioning: Partitioning) -> str:
+    return f"xporter_{partitioning.name}"
+
+
+FILTERED_JOBS = {
+    name: dg.define_asset_job(
+        filtered_job_name(partitioning), selection=dg.AssetSelection.assets(*_keys(name)),
+        partitions_def=partitioning.definition, tags={"edu/vendor": "xporter"},
+        description=f"Endpoints partitioned by a mandatory filter ({partitioning.name}): "
+                    + ", ".join(e.name for e in endpoints) + ".",
+    )
+    for name, (partitioning, endpoints) in by_partitioning().items() if name not in ("estab", "estab_month")
+}
+JOBS = [snapshots_job, current_month_job, register_job, *FILTERED_JOBS.values()]
 
 
 @dg.sensor(
@@ -113,3 +151,150 @@ def xporter_current_month(context: dg.ScheduleEvaluationContext) -> list[dg.RunR
     day, month = moment.date().isoformat(), moment.date().replace(day=1).isoformat()
     return [dg.RunRequest(run_key=f"{day}-{estab}", partition_key=f"{estab}|{month}")
             for estab in sorted(context.instance.get_dynamic_partitions(ESTAB_PARTITIONS))]
+
+
+# ---------------------------------------------------------------------------------------------- filters
+def _lookups() -> dict[str, dg.AssetKey]:
+    """Each lookup's dynamic partitions name -> the asset whose landings carry its values."""
+    endpoints = {e.name: e for e in load_catalog()[0]}
+    out: dict[str, dg.AssetKey] = {}
+    for e in endpoints.values():
+        for f in e.filters:
+            if f.lookup is not None:
+                source = endpoints[f.lookup.endpoint]
+                table = next(t for t in source.tables if t.name == f.lookup.table)
+                out[f.lookup.partitions] = asset_key(source, table)
+    return out
+
+
+def current_value(partitioning: Partitioning, moment: dt.datetime) -> tuple[str, str] | None:
+    """The partitions of the filter's second dimension a daily load asks for: (first, last) of a range."""
+    if partitioning.monthly:
+        month = moment.date().replace(day=1).isoformat()
+        return month, month
+    if partitioning.dimension == "school_year":  # September starts the next school year
+        year = str(moment.year if moment.month >= 9 else moment.year - 1)
+        return year, year
+    if isinstance(partitioning.definition, dg.MultiPartitionsDefinition):
+        values = next(d.partitions_def for d in partitioning.definition.partitions_defs
+                      if d.name == partitioning.dimension).get_partition_keys()
+        return values[0], values[-1]
+    return None
+
+
+def _multi_key(partitioning: Partitioning, first: str, second: str) -> str:
+    """A two-dimension key from the dynamic dimension's key and the other's, spelt as Dagster spells it."""
+    definition = partitioning.definition
+    assert isinstance(definition, dg.MultiPartitionsDefinition)
+    names = [d.name for d in definition.partitions_defs]
+    dynamic = str(partitioning.dimension) if partitioning.per_school_values else "estab"
+    other = next(n for n in names if n != dynamic)
+    return str(dg.MultiPartitionKey({dynamic: first, other: second}))
+
+
+def filtered_requests(partitioning: Partitioning, keys: list[str], moment: dt.datetime, run_key: str,
+                      tags: dict[str, str] | None = None) -> list[dg.RunRequest]:
+    """Runs of ``keys`` (schools, or lookup-value partitions, in their stored order) for a filtered job: batches
+    of consecutive keys, crossed with the second dimension's current value(s) (month, school year, key stages)."""
+    size = FILTER_PARTITIONS_PER_RUN if partitioning.per_school_values else SCHOOLS_PER_RUN
+    job = filtered_job_name(partitioning)
+    second = current_value(partitioning, moment)
+    out = []
+    for batch in school_batches(keys, size):
+        common = {"edu/vendor": "xporter", **(tags or {})}
+        key = f"{run_key}-{batch[0]}-{batch[-1]}"
+        if second is None:
+            if len(batch) == 1:
+                out.append(dg.RunRequest(run_key=key, job_name=job, partition_key=batch[0], tags=common))
+            else:
+                out.append(dg.RunRequest(run_key=key, job_name=job, tags={**common, **batch_tags(batch)}))
+            continue
+        start, end = _multi_key(partitioning, batch[0], second[0]), _multi_key(partitioning, batch[-1], second[1])
+        if start == end:
+            out.append(dg.RunRequest(run_key=key, job_name=job, partition_key=start, tags=common))
+        else:
+            out.append(dg.RunRequest(run_key=key, job_name=job, tags={**common, **batch_tags([start, end])}))
+    return out
+
+
+def _published(record: object, name: str) -> list[str] | None:
+    """The values a lookup landing published for ``name`` (None: it published none)."""
+    entry = record.asset_materialization.metadata.get(FILTER_VALUES + name)  # type: ignore[attr-defined]
+    value = getattr(entry, "value", None)
+    return [str(v) for v in value] if isinstance(value, list) else None
+
+
+@dg.sensor(
+    name=FILTER_DISCOVERY,
+    minimum_interval_seconds=300,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    jobs=list(FILTERED_JOBS.values()) or None,
+    description="Keeps the partitions of mandatory filters found in lookup endpoints (UDF names from "
+                "UserDefinedFields, document types from LinkedDocumentTypes, aspects and marksheets from "
+                "assessmentstructure) in step with what those endpoints last landed for each school, and "
+                "loads the new partitions at once. Reads Dagster's event log only: no vendor request.",
+)
+@skip_unless_configured(xporter_mode)
+def xporter_filter_discovery(context: dg.SensorEvaluationContext) -> dg.SensorResult:
+    cursor: dict[str, int] = json.loads(context.cursor) if context.cursor else {}
+    layouts = by_partitioning()
+    moment = dt.datetime.now(dt.UTC)
+    requests: list[dg.RunRequest] = []
+    dynamic: list[dg.AddDynamicPartitionsRequest | dg.DeleteDynamicPartitionsRequest] = []
+    for name, source in sorted(_lookups().items()):
+        records = context.instance.fetch_materializations(
+            dg.AssetRecordsFilter(asset_key=source, after_storage_id=cursor.get(name)), limit=10_000, ascending=True,
+        ).records
+        if not records:
+            continue
+        cursor[name] = records[-1].storage_id
+        latest: dict[str, list[str]] = {}
+        for record in records:  # the last landing of each school wins
+            values = _published(record, name)
+            if values is not None and record.partition_key:
+                latest[record.partition_key] = values
+        definition = lookup_partitions(name)
+        existing = context.instance.get_dynamic_partitions(definition.name)
+        added: list[str] = []
+        removed: list[str] = []
+        for estab, values in latest.items():
+            current = {k for k in existing if split_lookup_key(k)[0] == estab}
+            wanted = [lookup_key(estab, v) for v in values]
+            added += [k for k in wanted if k not in current]
+            removed += sorted(current - set(wanted))
+            context.log.info(f"[xporter] {name}: school {estab} has {len(values)} value(s) in {source.to_user_string()}"
+                             f"; {sum(k not in current for k in wanted)} new, {len(current - set(wanted))} gone")
+        if added:
+            dynamic.append(definition.build_add_request(added))
+            # appended in this order: each batch is a contiguous range of the new partitions
+            for partitioning, _ in layouts.values():
+                if partitioning.lookup == name:
+                    requests += filtered_requests(partitioning, added, moment, f"new-{partitioning.name}-{moment:%Y%m%d%H%M}",
+                                                  {"edu/trigger": FILTER_DISCOVERY})
+        if removed:
+            context.log.info(f"[xporter] {name}: {len(removed)} value(s) gone from their lookup: no longer "
+                             "scheduled; their landed data is kept")
+            dynamic.append(definition.build_delete_request(removed))
+    return dg.SensorResult(run_requests=requests, dynamic_partitions_requests=dynamic, cursor=json.dumps(cursor))
+
+
+def _daily_filtered(partitioning: Partitioning, hour: int) -> dg.ScheduleDefinition:
+    """Every partition of a filtered job, daily: all lookup-value partitions, or every school for the current
+    month, school year or key stages; in batches."""
+    dynamic = partitioning.dynamic_name
+
+    @dg.schedule(name=f"xporter_daily_{partitioning.name}", job=FILTERED_JOBS[partitioning.name],
+                 cron_schedule=f"0 {hour} * * *", execution_timezone="Europe/London",
+                 default_status=dg.DefaultScheduleStatus.STOPPED,
+                 description=f"Every partition of {filtered_job_name(partitioning)} daily (the current month, school "
+                             "year or key stages), in batches.")
+    @skip_unless_configured(xporter_mode)
+    def _schedule(context: dg.ScheduleEvaluationContext) -> list[dg.RunRequest]:
+        moment = context.scheduled_execution_time
+        keys = list(context.instance.get_dynamic_partitions(dynamic))
+        return filtered_requests(partitioning, keys, moment, f"{moment:%Y-%m-%d}")
+
+    return _schedule
+
+
+FILTERED_SCHEDULES = [_daily_filtered(by[0], 7) for name, by in by_partitioning().items() if name in FILTERED_JOBS]
