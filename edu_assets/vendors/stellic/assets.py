@@ -12,8 +12,6 @@ import dagster as dg
 from edu_assets.core.checks import DatasetChecks, checks_only, evaluate_selected
 from edu_assets.core.errors import ConfigError, Where
 from edu_assets.core.export_asset import ExportRequest, land_and_close
-from edu_assets.core.exports import ExportHandle
-from edu_assets.core.http import Downloaded
 from edu_assets.core.lake import DATA_FILE, Lake
 from edu_assets.core.resources import LakeResource
 from edu_assets.vendors.stellic.catalog import ExportSpec, build_query, load_catalog
@@ -98,11 +96,7 @@ def build_export_asset(spec: ExportSpec) -> dg.AssetsDefinition:
         client = stellic.client(context.log)
         path = client.partner_path(spec.path) if spec.api == "partner" else spec.path
 
-        def start(dest: Path) -> Downloaded | ExportHandle:
-            return client.start(
-                path, query, dest, where, asset_key=context.asset_key.to_user_string(), partition_key=key
-            )
-
+        start = client.starter(path, query, where, asset_key=context.asset_key.to_user_string(), partition_key=key)
         request = ExportRequest(
             vendor=VENDOR,
             asset=spec.name,

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -188,6 +188,16 @@ class StellicClient:
     def partner_path(self, path: str) -> str:
         """A partner API path (``exports/get_export_url``) under the one partner base."""
         return f"{self.partner_base}/{path.lstrip('/')}"
+
+    def starter(
+        self, path: str, query: list[tuple[str, str]], where: Where, *, asset_key: str, partition_key: str | None
+    ) -> Callable[[Path], Downloaded | ExportHandle]:
+        """``start`` bound to one request: what an ``ExportRequest`` calls with the file to download into."""
+
+        def start(dest: Path) -> Downloaded | ExportHandle:
+            return self.start(path, query, dest, where, asset_key=asset_key, partition_key=partition_key)
+
+        return start
 
     def start(
         self,

@@ -28,8 +28,7 @@ import dagster as dg
 from edu_assets.core.checks import DatasetChecks, FileCheck, checks_only, evaluate_selected
 from edu_assets.core.errors import ConfigError, VendorHTTPError, Where
 from edu_assets.core.export_asset import ExportRequest, land_and_close
-from edu_assets.core.exports import ExportHandle
-from edu_assets.core.http import Downloaded, Log
+from edu_assets.core.http import Log
 from edu_assets.core.lake import DATA_FILE, Lake, read_state, read_table
 from edu_assets.core.metadata import landed_metadata
 from edu_assets.core.naming import path_value, snake_case
@@ -184,11 +183,7 @@ def build_bulk_read_asset(spec: PartnerReadSpec) -> dg.AssetsDefinition:
         path = client.partner_path(spec.request_path(view))
         query = list(spec.query.items())
 
-        def start(dest: Path) -> Downloaded | ExportHandle:
-            return client.start(
-                path, query, dest, where, asset_key=context.asset_key.to_user_string(), partition_key=key
-            )
-
+        start = client.starter(path, query, where, asset_key=context.asset_key.to_user_string(), partition_key=key)
         request = ExportRequest(
             vendor=VENDOR,
             asset=spec.name,
