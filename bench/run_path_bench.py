@@ -50,7 +50,7 @@ t0 = time.perf_counter()
 import dagster as dg
 from edu_assets.vendors.xporter.partitions import ESTAB_PARTITIONS
 mode, estab = sys.argv[1], sys.argv[2]
-with dg.instance_for_test() as instance:
+with dg.DagsterInstance.get() as instance:  # the shipped dagster.yaml (its event log storage)
     instance.add_dynamic_partitions(ESTAB_PARTITIONS, [estab])
     if mode == "in_process":
         from edu_assets.definitions import defs
@@ -77,7 +77,8 @@ def main(argv: list[str] | None = None) -> int:
                              "PostgreSQL started here (a deployment's storage); the same limits either way")
     args = parser.parse_args(argv)
 
-    with sandbox_process() as url:
+    # every request of the fleet is counted: 59 data requests and a token per school, and a margin
+    with sandbox_process(request_log_size=max(10_000, 100 * (args.fleet + 3))) as url:
         control(url, "knobs/xporter", {"latency": args.latency})
         if args.repeat:
             one_school(url, args)
@@ -107,8 +108,11 @@ def one_school(url: str, args: argparse.Namespace) -> None:
 def _child_run(url: str, mode: str) -> tuple[float, dict[str, int]]:
     clear_request_log(url)
     with tempfile.TemporaryDirectory(prefix="edu-runpath-") as tmp:
+        home = Path(tmp) / "home"
+        home.mkdir()
+        shutil.copy(ROOT / "dagster.yaml", home / "dagster.yaml")
         env = {**os.environ, "EDU_SANDBOX_URL": url, "EDU_DATA_DIR": str(Path(tmp) / "data"),
-               "DAGSTER_HOME": str(Path(tmp) / "home")}
+               "DAGSTER_HOME": str(home)}
         t0 = time.perf_counter()
         out = subprocess.run([sys.executable, "-c", CHILD, mode, ESTAB], cwd=ROOT, env=env, check=True,
                              capture_output=True, text=True)
@@ -155,12 +159,15 @@ def _fleet(url: str, args: argparse.Namespace, config: Path, extra_env: dict[str
     daemon = Path(sys.executable).with_name("dagster-daemon")
     print(f"\nfleet: {len(estabs)} new schools (+3 in the sandbox register), {args.latency * 1000:.0f} ms per "
           f"request, shipped {config.relative_to(ROOT)} ({args.storage}), real dagster-daemon")
+    os.environ["DAGSTER_HOME"] = str(home)
+    import dagster as dg
+
+    with dg.DagsterInstance.get():  # create the instance's databases before the daemon and this process race to
+        pass
     log = open(work / "daemon.log", "w")  # noqa: SIM115 - closed below
     t0 = time.time()
     proc = subprocess.Popen([str(daemon), "run", "-w", str(work / "workspace.yaml")], cwd=ROOT, env=env,
                             stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    os.environ["DAGSTER_HOME"] = str(home)
-    import dagster as dg
 
     try:
         with dg.DagsterInstance.get() as instance:

@@ -22,10 +22,13 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 @contextmanager
-def sandbox_process() -> Iterator[str]:
-    """Start ``python -m edu_assets.sandbox`` on a free port; yield its URL; stop it afterwards."""
+def sandbox_process(request_log_size: int = 10_000) -> Iterator[str]:
+    """Start ``python -m edu_assets.sandbox`` on a free port; yield its URL; stop it afterwards.
+
+    ``request_log_size``: requests the sandbox keeps for :func:`request_log` (the oldest are dropped)."""
     port = _free_port()
-    server = subprocess.Popen([sys.executable, "-m", "edu_assets.sandbox", "--port", str(port)], cwd=ROOT,
+    server = subprocess.Popen([sys.executable, "-m", "edu_assets.sandbox", "--port", str(port),
+                               "--request-log-size", str(request_log_size)], cwd=ROOT,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
     try:

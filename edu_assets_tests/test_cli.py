@@ -51,7 +51,8 @@ def test_sandbox_help_is_the_sandboxs_own(capsys):
     assert done.value.code == 0
     out = capsys.readouterr().out
     assert out.startswith("usage: edu sandbox")
-    assert all(flag in out for flag in ("--port", "--host", "--rows", "--async-ready-after", "--latency")), out
+    assert all(flag in out for flag in ("--port", "--host", "--rows", "--async-ready-after", "--latency",
+                                        "--request-log-size")), out
 
 
 def test_dev_help_says_which_options_are_edus_and_lists_dagster_devs(capsys):
@@ -78,13 +79,18 @@ def test_sandbox_options_pass_through_and_sigterm_stops_it(tmp_path):
     port = free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "edu_assets", "sandbox", "--port", str(port), "--rows", "7",
-         "--cache-dir", str(tmp_path / "cache")],
+         "--cache-dir", str(tmp_path / "cache"), "--request-log-size", "3"],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
     try:
         knobs = f"http://127.0.0.1:{port}/_sandbox/knobs/stellic"
         wait_for(lambda: answers(knobs), 60, "the sandbox to answer", proc)
         assert httpx.get(knobs).json()["rows"] == 7
+        base = f"http://127.0.0.1:{port}"
+        for i in range(5):  # unauthenticated vendor requests: refused, and logged
+            assert httpx.get(f"{base}/stellic/partnerapi/v1/probe{i}").status_code == 401
+        kept = [r["path"] for r in httpx.get(f"{base}/_sandbox/requests").json()["requests"]]
+        assert kept == [f"/stellic/partnerapi/v1/probe{i}" for i in (2, 3, 4)]  # the newest 3
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=30) == 0
     finally:

@@ -162,3 +162,26 @@ def test_json_landing_keeps_values_that_do_not_fit_early_types(tmp_path, monkeyp
     got = duckdb.sql(f"SELECT note, points::VARCHAR FROM read_parquet('{landed.path}') WHERE id = 'z'").fetchall()
     assert landed.rows == 30_001 and got == [("late", "n/a")]
 
+
+
+def test_many_json_landings_at_once_fit_the_process_memory_cap(settings, tmp_path, monkeypatch):
+    """A run lands 8 schools at once (Xporter's school_concurrency); each JSON reader holds a 32 MiB buffer,
+    and all share one process's DuckDB cap (200MB by default). In the 500-school fleet that ran out of
+    memory; conversions now take turns, so every landing succeeds, under a cap set just above one's need."""
+    import json
+    from concurrent.futures import ThreadPoolExecutor
+
+    monkeypatch.setenv("EDU_DUCKDB_MEMORY_LIMIT", "100MB")  # fits two readers' buffers, not eight
+    lake = Lake(settings)
+    staged = []
+    for i in range(16):
+        path = tmp_path / f"school{i}.jsonl"
+        path.write_text("".join(json.dumps({"Id": n, "School": i, "Points": n * i}) + "\n" for n in range(120)))
+        staged.append(path)
+
+    def land(i: int):
+        return lake.land_json(staged[i], Where("xporter", "conduct_points", str(i)), "x", "points", {"estab": str(i)})
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        landed = list(pool.map(land, range(16)))
+    assert [x.rows for x in landed] == [120] * 16

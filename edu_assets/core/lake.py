@@ -106,6 +106,14 @@ def _connect(spill_dir: Path | None = None, memory_limit: str | None = None,
 _databases: dict[tuple[Any, ...], duckdb.DuckDBPyConnection] = {}
 _databases_lock = threading.Lock()
 
+# Conversions (CSV or JSON to Parquet) in one process at once. They share the process's DuckDB memory cap,
+# and one already keeps every core busy; a JSON reader alone holds a 32 MiB buffer. Unbounded, a run landing
+# 8 schools at once (Xporter's school_concurrency) ran out of the 200 MB cap in the 500-school fleet
+# ("failed to allocate data of size 32.0 MiB (224.5 MiB/190.7 MiB used)"). Downloads and vendor waits stay
+# concurrent: only the DuckDB part takes turns.
+CONVERSIONS_AT_ONCE = 2
+_conversions = threading.BoundedSemaphore(CONVERSIONS_AT_ONCE)
+
 
 class Lake:
     """Writes and locates partitions of every asset's dataset."""
@@ -314,7 +322,7 @@ class Lake:
             target.parent.mkdir(parents=True, exist_ok=True)
             _sweep_stale(target.parent)
         try:
-            with _connect(self.spill_dir, fs=self.store) as con:
+            with _conversions, _connect(self.spill_dir, fs=self.store) as con:
                 try:
                     originals = write(con, tmp)
                 except duckdb.Error as exc:
@@ -479,15 +487,22 @@ def _refuse_non_csv(src: Path, where: Where) -> None:
         )
 
 
+OUT_OF_MEMORY_HINT = ("raise EDU_DUCKDB_MEMORY_LIMIT (each run process's landing memory cap, default 200MB), "
+                      "then re-run the partition")
+
+
 def _json_error(where: Where, staged: Path, exc: duckdb.Error) -> LandingError:
     return LandingError(
         where, f"the records could not be converted to Parquet ({str(exc).splitlines()[0][:300]})", staged,
-        hint="inspect the staged records; re-run the partition, and report the endpoint if it persists",
+        hint=OUT_OF_MEMORY_HINT if isinstance(exc, duckdb.OutOfMemoryException) else
+        "inspect the staged records; re-run the partition, and report the endpoint if it persists",
     )
 
 
 def _csv_error(where: Where, src: Path, encoding: str, exc: duckdb.Error) -> LandingError:
     detail = " ".join(line.strip() for line in str(exc).splitlines()[:3] if line.strip())
+    if isinstance(exc, duckdb.OutOfMemoryException):
+        return LandingError(where, f"the CSV could not be converted to Parquet ({detail})", src, hint=OUT_OF_MEMORY_HINT)
     if "unicode" in detail.lower() or "encod" in detail.lower():
         return LandingError(
             where, f"the file is not valid {encoding} ({detail})", src,

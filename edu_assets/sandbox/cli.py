@@ -42,6 +42,8 @@ def parse_args(argv: list[str] | None = None, prog: str = PROG) -> argparse.Name
     parser.add_argument("--host", default="127.0.0.1", help="interface to bind (default: loopback only)")
     parser.add_argument("--port", type=int, default=SANDBOX_PORT_DEFAULT,
                         help=f"port (0 = any free port; default {SANDBOX_PORT_DEFAULT})")
+    parser.add_argument("--request-log-size", type=int, default=10_000, metavar="N",
+                        help="requests kept in GET /_sandbox/requests, newest last (default 10000)")
     for name, help_text in _knob_flags().items():
         parser.add_argument(
             f"--{name.replace('_', '-')}", dest=name, default=None, metavar="VALUE", help=help_text
@@ -56,7 +58,10 @@ def main(argv: list[str] | None = None, prog: str = PROG) -> int:
     }
     knobs.setdefault("cache_dir", str(DEFAULT_CACHE_DIR))
     try:
-        server = SandboxServer(build_apps(**knobs), host=args.host, port=args.port).start()
+        if args.request_log_size < 1:
+            raise ValueError(f"--request-log-size must be at least 1, not {args.request_log_size}")
+        server = SandboxServer(build_apps(**knobs), host=args.host, port=args.port,
+                               log_size=args.request_log_size).start()
     except (ValueError, TypeError) as exc:
         print(f"sandbox: {exc}", file=sys.stderr)
         return 2
