@@ -119,7 +119,17 @@ class DagsterStack:
     def instance(self) -> dg.DagsterInstance:
         """The test process's handle on the stack's instance (same storage as the daemon's)."""
         if self._instance is None:
-            self._instance = dg.DagsterInstance.from_config(str(self.home))
+            # The shipped event log finds its files under $DAGSTER_HOME (core/sqlite_events.py): the test
+            # process's DAGSTER_HOME (./edu sets .dagster) must name this home while the instance is built.
+            before = os.environ.get("DAGSTER_HOME")
+            os.environ["DAGSTER_HOME"] = str(self.home)
+            try:
+                self._instance = dg.DagsterInstance.from_config(str(self.home))
+            finally:
+                if before is None:
+                    os.environ.pop("DAGSTER_HOME", None)
+                else:
+                    os.environ["DAGSTER_HOME"] = before
         return self._instance
 
     def start_daemon(self) -> None:
