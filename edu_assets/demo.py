@@ -166,10 +166,10 @@ def run_xporter_demo(instance: dg.DagsterInstance, defs: dg.Definitions, *, echo
     year, the key stages); plus the register and management assets. Assessment Results, whose filter a
     person chooses in run config, is left out (as the schedules leave it out)."""
     from edu_assets.vendors.xporter.assets import asset_key as xkey
+    from edu_assets.vendors.xporter.automation import by_partitioning as scheduled
+    from edu_assets.vendors.xporter.automation import current_value, xporter_filter_discovery
     from edu_assets.vendors.xporter.monitoring import SCHOOLS
     from edu_assets.vendors.xporter.partitions import ESTAB_PARTITIONS
-    from edu_assets.vendors.xporter.sensors import by_partitioning as scheduled
-    from edu_assets.vendors.xporter.sensors import current_value, xporter_filter_discovery
 
     xporter = defs.resources["xporter"]
     schools = [s.estab for s in xporter.schools() if s.status == "authorised"]
@@ -269,9 +269,9 @@ def _tick(defs: dg.Definitions, instance: dg.DagsterInstance, sensor: str) -> No
 def run_skillspass_demo(instance: dg.DagsterInstance, defs: dg.Definitions, *, echo=print, days: int = 7) -> list[Outcome]:
     """The last ``days`` daily windows of every window export in one run (one vendor job per day, polled
     together), then the activity-discovery sensor, then yesterday's interactions of every activity."""
-    from edu_assets.vendors.skillspass.assets import ACTIVITIES, DAILY
     from edu_assets.vendors.skillspass.assets import asset_key as skey
     from edu_assets.vendors.skillspass.catalog import load_catalog as load_skillspass
+    from edu_assets.vendors.skillspass.partitions import ACTIVITIES, DAILY
 
     specs = load_skillspass()
     window = DAILY.get_partition_keys()[-days:]
@@ -291,7 +291,8 @@ def run_skillspass_demo(instance: dg.DagsterInstance, defs: dg.Definitions, *, e
 
 def run_webadmit_demo(instance: dg.DagsterInstance, defs: dg.Definitions, *, echo=print) -> list[Outcome]:
     """Discover templates as the sensor would, land the register, then today's snapshot of every template."""
-    from edu_assets.vendors.webadmit.assets import EXPORT_FILES_KEY, REGISTER_KEY, TEMPLATES
+    from edu_assets.vendors.webadmit.assets import EXPORT_FILES_KEY, REGISTER_KEY
+    from edu_assets.vendors.webadmit.partitions import TEMPLATES
 
     _tick(defs, instance, "webadmit_template_discovery")
     templates = instance.get_dynamic_partitions(TEMPLATES.name)

@@ -6,7 +6,7 @@ import dagster as dg
 import pytest
 
 from edu_assets.sandbox.skillspass import SANDBOX_KEY, SANDBOX_SECRET, SANDBOX_TOKEN
-from edu_assets.vendors.skillspass.assets import ACTIVITIES
+from edu_assets.vendors.skillspass.partitions import ACTIVITIES
 from edu_assets_tests.helpers import (
     export_observations,
     failure_message,

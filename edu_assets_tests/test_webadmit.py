@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from edu_assets.core.errors import Where
-from edu_assets.vendors.webadmit.assets import TEMPLATES
+from edu_assets.vendors.webadmit.partitions import TEMPLATES
 from edu_assets.vendors.webadmit.resources import webadmit_resource_from_env
 from edu_assets_tests.helpers import (
     export_observations,

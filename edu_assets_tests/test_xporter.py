@@ -381,7 +381,7 @@ def test_updated_since_upserts_recent_rows_without_moving_the_change_set(defs, i
 
 
 def test_daily_schedules_cover_every_school(defs, instance, xp, schools):
-    from edu_assets.vendors.xporter.sensors import xporter_current_month, xporter_daily_snapshots
+    from edu_assets.vendors.xporter.automation import xporter_current_month, xporter_daily_snapshots
 
     moment = dt.datetime(2026, 3, 9, 6, 0, tzinfo=dt.UTC)
     ctx = dg.build_schedule_context(instance=instance, scheduled_execution_time=moment)

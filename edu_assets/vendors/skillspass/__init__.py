@@ -5,13 +5,13 @@ from __future__ import annotations
 import dagster as dg
 
 from edu_assets.vendors.skillspass.assets import asset_key, build_all
-from edu_assets.vendors.skillspass.catalog import load_catalog
-from edu_assets.vendors.skillspass.resources import skillspass_resource_from_env
-from edu_assets.vendors.skillspass.sensors import (
+from edu_assets.vendors.skillspass.automation import (
     build_activity_discovery_sensor,
     build_completion_sensor,
     build_daily_schedules,
 )
+from edu_assets.vendors.skillspass.catalog import load_catalog
+from edu_assets.vendors.skillspass.resources import skillspass_resource_from_env
 
 
 def definitions() -> dg.Definitions:

@@ -34,14 +34,10 @@ from edu_assets.core.resources import LakeResource
 from edu_assets.core.settings import env
 from edu_assets.vendors.skillspass.catalog import ExportSpec, load_catalog
 from edu_assets.vendors.skillspass.client import VENDOR, SkillsPassClient, iso_instant
+from edu_assets.vendors.skillspass.partitions import ACTIVITY_BY_DAY, DAILY, WINDOW_DIMS
 from edu_assets.vendors.skillspass.resources import SkillsPassResource
 
 GROUP = POOL = VENDOR
-START_DATE = env("SKILLSPASS_START_DATE", "2025-01-01") or "2025-01-01"
-DAILY = dg.DailyPartitionsDefinition(start_date=START_DATE)
-ACTIVITIES = dg.DynamicPartitionsDefinition(name="skillspass_activity")
-ACTIVITY_BY_DAY = dg.MultiPartitionsDefinition({"activity": ACTIVITIES, "date": DAILY})
-WINDOW_DIMS = ("window_start", "window_end")
 
 
 class SkillsPassExportConfig(dg.Config):

@@ -5,10 +5,10 @@ from __future__ import annotations
 import dagster as dg
 
 from edu_assets.vendors.stellic.assets import build_all
+from edu_assets.vendors.stellic.automation import build_completion_sensor, build_snapshot_schedule
 from edu_assets.vendors.stellic.catalog import load_catalog
 from edu_assets.vendors.stellic.partner import build_partner_assets
 from edu_assets.vendors.stellic.resources import stellic_resource_from_env
-from edu_assets.vendors.stellic.sensors import build_completion_sensor, build_snapshot_schedule
 
 
 def definitions() -> dg.Definitions:

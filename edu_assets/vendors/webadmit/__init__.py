@@ -5,12 +5,12 @@ from __future__ import annotations
 import dagster as dg
 
 from edu_assets.vendors.webadmit.assets import build_all
-from edu_assets.vendors.webadmit.resources import webadmit_resource_from_env
-from edu_assets.vendors.webadmit.sensors import (
+from edu_assets.vendors.webadmit.automation import (
     build_completion_sensor,
     build_daily_schedule,
     build_discovery_sensor,
 )
+from edu_assets.vendors.webadmit.resources import webadmit_resource_from_env
 
 
 def definitions() -> dg.Definitions:

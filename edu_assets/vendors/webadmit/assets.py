@@ -27,11 +27,11 @@ from edu_assets.core.lake import Lake
 from edu_assets.core.metadata import landed_metadata
 from edu_assets.core.naming import snake_case
 from edu_assets.core.resources import LakeResource
-from edu_assets.vendors.webadmit.client import VENDOR, Template, parse_partition_key, status_key
+from edu_assets.vendors.webadmit.client import VENDOR, Template, status_key
+from edu_assets.vendors.webadmit.partitions import TEMPLATES, parse_template_key
 from edu_assets.vendors.webadmit.resources import WebAdmitResource
 
 GROUP = POOL = VENDOR
-TEMPLATES = dg.DynamicPartitionsDefinition(name="webadmit_export")
 EXPORT_FILES_KEY = dg.AssetKey([VENDOR, "export_files"])
 REGISTER_KEY = dg.AssetKey([VENDOR, "export_templates"])
 WARNINGS_KEY = "vendor_warnings"
@@ -150,14 +150,7 @@ def build_export_files_asset() -> dg.AssetsDefinition:
     ) -> Iterator[dg.MaterializeResult]:
         key = context.partition_key
         where = Where(VENDOR, "export_files", key)
-        try:
-            identity_id, export_id = parse_partition_key(key)
-        except ValueError:
-            raise ConfigError(
-                where,
-                f"partition {key!r} is not <identity id>-<export id>",
-                hint="delete it from webadmit_export; the discovery sensor adds valid ones",
-            ) from None
+        identity_id, export_id = parse_template_key(key)
         client = webadmit.client(context.log)
         try:
             template = client.template(identity_id, export_id, where)

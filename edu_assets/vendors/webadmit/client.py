@@ -73,7 +73,7 @@ class Template:
 
     @property
     def partition_key(self) -> str:
-        return f"{self.identity_id}-{self.export_id}"
+        return f"{self.identity_id}-{self.export_id}"  # partitions.parse_template_key reads it back
 
     @property
     def dataset(self) -> str:
@@ -98,11 +98,6 @@ class Template:
     def encoding(self) -> str:
         mime = self.mime_type.lower()
         return mime.split("charset=", 1)[1].split(";")[0].strip() if "charset=" in mime else "iso-8859-1"
-
-
-def parse_partition_key(key: str) -> tuple[int, int]:
-    identity, _, export = key.partition("-")
-    return int(identity), int(export)
 
 
 class WebAdmitClient:

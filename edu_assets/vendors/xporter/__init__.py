@@ -7,9 +7,7 @@ from functools import cache
 import dagster as dg
 
 from edu_assets.vendors.xporter.assets import build_all
-from edu_assets.vendors.xporter.monitoring import build_monitoring
-from edu_assets.vendors.xporter.resources import XporterResource
-from edu_assets.vendors.xporter.sensors import (
+from edu_assets.vendors.xporter.automation import (
     FILTERED_SCHEDULES,
     JOBS,
     xporter_current_month,
@@ -17,6 +15,8 @@ from edu_assets.vendors.xporter.sensors import (
     xporter_filter_discovery,
     xporter_school_discovery,
 )
+from edu_assets.vendors.xporter.monitoring import build_monitoring
+from edu_assets.vendors.xporter.resources import XporterResource
 
 
 @cache  # nothing here reads the environment at build time: build the ~200 assets once per process

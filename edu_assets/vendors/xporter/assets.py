@@ -30,7 +30,13 @@ from edu_assets.core.resources import LakeResource
 from edu_assets.core.staging import JsonStage, staging
 from edu_assets.vendors.xporter.auth import SchoolUnavailable
 from edu_assets.vendors.xporter.catalog import Endpoint, Table, load_catalog
-from edu_assets.vendors.xporter.client import ChangeTokenRejected, DataNotReady, FetchSummary, XporterClient
+from edu_assets.vendors.xporter.client import (
+    VENDOR,
+    ChangeTokenRejected,
+    DataNotReady,
+    FetchSummary,
+    XporterClient,
+)
 from edu_assets.vendors.xporter.filters import (
     PERSON_COLUMN,
     MissingFilter,
@@ -54,9 +60,7 @@ from edu_assets.vendors.xporter.partitions import (
 )
 from edu_assets.vendors.xporter.resources import XporterResource
 
-VENDOR = "xporter"
-GROUP = "xporter"
-POOL = "xporter"
+GROUP = POOL = VENDOR
 SKIP_TAG = "edu/skipped"
 DETAIL_LOG = logging.getLogger("edu_assets.xporter")
 

@@ -29,6 +29,8 @@ from edu_assets.core.http import Log, VendorHTTP
 from edu_assets.core.paging import fetch_pages, fetch_until
 from edu_assets.core.tokens import TokenCache
 
+VENDOR = "xporter"
+
 
 def norm(name: str) -> str:
     """``"__changed_rows__"`` -> ``"changedrows"``: how undocumented key spellings are compared."""

@@ -31,10 +31,9 @@ from edu_assets.core.lake import DATA_FILE, Lake, original_columns, read_table
 from edu_assets.core.naming import snake_case
 from edu_assets.core.paging import fetch_pages
 from edu_assets.vendors.xporter.catalog import Endpoint, Filter, Lookup, load_catalog
-from edu_assets.vendors.xporter.client import FetchSummary, XporterClient
+from edu_assets.vendors.xporter.client import VENDOR, FetchSummary, XporterClient
 from edu_assets.vendors.xporter.partitions import Partitioning, unusable_value
 
-VENDOR = "xporter"
 PEOPLE = {"students": ("students", "Students"), "staff": ("staff", "Staff")}  # people -> (endpoint, table)
 FILTER_VALUES = "xporter/filter_values/"  # + lookup partitions name: the lookup's values, in materialization metadata
 PERSON_COLUMN = {"students": "ForStudentId", "staff": "ForStaffId"}

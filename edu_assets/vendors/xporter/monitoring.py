@@ -19,11 +19,10 @@ from edu_assets.core.resources import LakeResource
 from edu_assets.core.settings import env_float
 from edu_assets.core.staging import staging
 from edu_assets.vendors.xporter.catalog import ManagementEndpoint, load_catalog
-from edu_assets.vendors.xporter.client import MissingResultSets, lookup, parse_time
+from edu_assets.vendors.xporter.client import VENDOR, MissingResultSets, lookup, parse_time
 from edu_assets.vendors.xporter.partitions import ESTAB
 from edu_assets.vendors.xporter.resources import XporterResource
 
-VENDOR = "xporter"
 SCHOOLS = dg.AssetKey([VENDOR, "schools"])
 HEALTH = dg.AssetKey([VENDOR, "health"])
 

@@ -10,8 +10,9 @@ from edu_assets.core.configured import skip_unless_configured
 from edu_assets.core.errors import EduAssetsError, Where
 from edu_assets.core.export_sensor import build_export_completion_sensor
 from edu_assets.core.settings import webadmit_mode
-from edu_assets.vendors.webadmit.assets import EXPORT_FILES_KEY, REGISTER_KEY, TEMPLATES
+from edu_assets.vendors.webadmit.assets import EXPORT_FILES_KEY, REGISTER_KEY
 from edu_assets.vendors.webadmit.client import VENDOR
+from edu_assets.vendors.webadmit.partitions import TEMPLATES
 from edu_assets.vendors.webadmit.resources import WebAdmitResource
 
 

@@ -10,9 +10,10 @@ from edu_assets.core.export_sensor import build_export_completion_sensor
 from edu_assets.core.lake import connect, parquet_file
 from edu_assets.core.lakepath import lake_root
 from edu_assets.core.settings import skillspass_mode
-from edu_assets.vendors.skillspass.assets import ACTIVITIES, ACTIVITY_BY_DAY, DAILY, asset_key
+from edu_assets.vendors.skillspass.assets import asset_key
 from edu_assets.vendors.skillspass.catalog import ExportSpec
 from edu_assets.vendors.skillspass.client import VENDOR
+from edu_assets.vendors.skillspass.partitions import ACTIVITIES, ACTIVITY_BY_DAY, DAILY
 
 ACTIVITY_COLUMN = "learning_activity_id"
 
