@@ -15,7 +15,8 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from edu_assets.core.errors import ConfigError
-from edu_assets.core.settings import SANDBOX_PORT_DEFAULT, LakeSettings, VendorMode, sandbox_url, vendor_modes
+from edu_assets.core.settings import SANDBOX_PORT_DEFAULT, LakeSettings, VendorMode, sandbox_url
+from edu_assets.vendors import setting_problems, vendor_modes
 
 PROG = "edu"
 WORKSPACE = Path(__file__).resolve().parents[1] / "workspace.yaml"  # the repository's, next to this package
@@ -175,13 +176,12 @@ def cmd_summary(args: argparse.Namespace) -> int:
 
 
 def cmd_catalog(args: argparse.Namespace) -> int:
+    """Recreate every view from the lake, with the views each vendor declares (the ones its landings make)."""
     from edu_assets.core.catalog import Catalog
-    from edu_assets.vendors.stellic.catalog import load_catalog
-    from edu_assets.vendors.stellic.partitions import PARTITIONINGS
+    from edu_assets.vendors import skillspass, stellic, webadmit, xporter
 
-    latest = {f"stellic.{s.name}": PARTITIONINGS[s.partitioning].dim for s in load_catalog()
-              if PARTITIONINGS[s.partitioning].snapshot}
-    made = Catalog(LakeSettings.from_env()).rebuild(latest)
+    declared = [v for vendor in (stellic, xporter, skillspass, webadmit) for v in vendor.views()]
+    made = Catalog(LakeSettings.from_env()).rebuild(declared)
     print(f"rebuilt {len(made)} views: {', '.join(made) or '-'}")
     return 0
 
@@ -200,7 +200,16 @@ def _file_problems(mode: VendorMode) -> list[str]:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    """Where data goes and how each vendor is reached; non-zero when a vendor is half-configured."""
+    """Where data goes and how each vendor is reached; non-zero when a setting is invalid or a vendor is
+    half-configured."""
+    invalid = setting_problems()
+    if invalid:  # the rest reads those settings: say what to fix and stop
+        print(f"settings: {len(invalid)} INVALID; fix:")
+        for problem in invalid:
+            print(f"  - {problem}")
+        print(f"{PROG} status: invalid settings: the code location will not load until they are fixed.",
+              file=sys.stderr)
+        return 1
     s = LakeSettings.from_env()
     sandbox = sandbox_url()
     print(f"lake: {s.root}\ncatalog: {s.catalog_path}")

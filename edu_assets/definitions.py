@@ -13,7 +13,7 @@ import dagster as dg
 from edu_assets.core.executor import EXECUTOR
 from edu_assets.core.inputs import INPUT_MANAGER_KEY, LakeInputManager
 from edu_assets.core.resources import LakeResource
-from edu_assets.vendors import skillspass, stellic, webadmit, xporter
+from edu_assets.vendors import check_all_settings, skillspass, stellic, webadmit, xporter
 
 
 def selection_for(defs: dg.Definitions, keys: Sequence[dg.AssetKey]) -> list[Any]:
@@ -30,6 +30,10 @@ def selection_for(defs: dg.Definitions, keys: Sequence[dg.AssetKey]) -> list[Any
 
 
 def build_definitions() -> dg.Definitions:
+    """Every vendor's definitions and the lake's, after validating every setting: a bad value fails the code
+    location's load (``dagster dev`` and the daemon show it) with one error naming each bad variable, rather
+    than a bare ValueError at some run's first request."""
+    check_all_settings()
     return dg.Definitions.merge(
         stellic.definitions(),
         xporter.definitions(),

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from edu_assets.core.catalog import Catalog
+from edu_assets.core.catalog import Catalog, ViewSpec
 from edu_assets.core.errors import LandingError, Where
 from edu_assets.core.lake import DATA_FILE, Lake
 from edu_assets.core.naming import normalise_columns, snake_case
@@ -133,14 +133,15 @@ def test_catalog_changed_behind_the_ledger_gets_its_views_again(settings, tmp_pa
 
     lake = Lake(settings)
     lake.land_csv(_csv(tmp_path / "a.csv", "x\n1\n"), W, "testvendor", "things", {"p": "1"})
-    assert Catalog(settings).ensure_view("testvendor", "things", latest_by="p")
+    latest = [ViewSpec("testvendor", "things", latest_by="p")]
+    assert Catalog(settings).ensure_view("testvendor", "things", latest)
     with duckdb.connect(str(settings.catalog_path)) as con:
         con.execute("DROP VIEW testvendor.things_latest")
-    assert Catalog(settings).ensure_view("testvendor", "things", latest_by="p")
+    assert Catalog(settings).ensure_view("testvendor", "things", latest)
     assert query(settings.catalog_path, "SELECT x FROM testvendor.things_latest") == [(1,)]
 
     settings.catalog_path.unlink()
-    assert Catalog(settings).ensure_view("testvendor", "things", latest_by="p")
+    assert Catalog(settings).ensure_view("testvendor", "things", latest)
     assert query(settings.catalog_path, "SELECT x FROM testvendor.things") == [(1,)]
 
 

@@ -17,8 +17,8 @@ import dagster as dg
 import pytest
 
 from edu_assets.cli import main
-from edu_assets.core.settings import vendor_modes
 from edu_assets.sandbox import SandboxServer
+from edu_assets.vendors import vendor_modes
 from edu_assets_tests.helpers import clean_sandbox, failure_message, materialize, sensor_tick
 
 VENDORS = ("stellic", "xporter", "skillspass", "webadmit")

@@ -20,7 +20,7 @@ import pytest
 import yaml
 
 from edu_assets.sandbox import SandboxServer, start_sandbox
-from edu_assets.sandbox.xporter import MANAGEMENT_SECRET, RELYING_PARTY, XporterApp
+from edu_assets.sandbox.xporter import MANAGEMENT_SECRET, RELYING_PARTY, XporterApp, school_secret
 from edu_assets.sandbox.xporter_data import RowFactory
 from edu_assets.sandbox.xporter_schema import REFERENCE_PATH
 
@@ -83,7 +83,7 @@ def sts(base: str, estab: str | None, password: str | None = None, **overrides: 
     body: dict[str, Any] = {
         "estab": estab,
         "relyingParty": RELYING_PARTY,
-        "password": password or (f"sandbox-secret-{estab}" if estab else MANAGEMENT_SECRET),
+        "password": password or (school_secret(estab) if estab else MANAGEMENT_SECRET),
         "thirdpartyid": "XporterOnDemand",
         **overrides,
     }
@@ -215,7 +215,7 @@ def test_sts_issues_unique_tokens_with_a_utc_expiry(base):
         (PRIMARY, {"relyingParty": "someone.else"}, "InvalidCredentials", "Relying party 'someone.else'"),
         ("9999999", {}, "InvalidCredentials", "or the password is wrong"),
         (PRIMARY, {"thirdpartyid": "Other"}, "InvalidCredentials", "or the password is wrong"),
-        ("", {"password": "sandbox-secret-3281101"}, "InvalidCredentials", "or the password is wrong"),
+        ("", {"password": school_secret(PRIMARY)}, "InvalidCredentials", "or the password is wrong"),
         (INFANTS, {}, "AuthorisationPending", INFANTS),
         (COLLEGE, {}, "AuthorisationRevoked", COLLEGE),
     ],

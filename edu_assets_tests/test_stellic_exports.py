@@ -10,7 +10,7 @@ import pytest
 
 from edu_assets.core.errors import ConfigError, Where
 from edu_assets.core.lake import DATA_FILE
-from edu_assets.demo import run_stellic_demo
+from edu_assets.demo import run_vendor_demo
 from edu_assets.vendors.stellic.catalog import load_catalog, load_partner_reads
 from edu_assets_tests.helpers import (
     export_observations,
@@ -28,7 +28,7 @@ SENSOR = "stellic_export_completion"
 
 
 def test_every_export_lands_and_is_queryable(defs, instance, sandbox, lake_env):
-    outcomes = run_stellic_demo(instance, defs, echo=lambda *_: None)
+    outcomes = run_vendor_demo(instance, defs, "stellic", echo=lambda *_: None)
     specs = load_catalog()
     reads = load_partner_reads()[0]
     landed = {o.key for o in outcomes if o.status == "landed"}

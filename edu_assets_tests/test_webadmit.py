@@ -9,6 +9,7 @@ import httpx
 import pytest
 
 from edu_assets.core.errors import Where
+from edu_assets.sandbox.credentials import WEBADMIT_API_KEY
 from edu_assets.vendors.webadmit.partitions import TEMPLATES
 from edu_assets.vendors.webadmit.resources import webadmit_resource_from_env
 from edu_assets_tests.helpers import (
@@ -155,7 +156,7 @@ def test_in_flight_run_is_resumed_never_started_twice(defs, instance, sandbox, w
     webadmit.hold_jobs()  # the file run stays In Progress until released, however slow the machine
     # someone starts the export in the WebAdMIT UI / another tool first
     started = httpx.post(f"{sandbox.base_url('webadmit')}/api/v1/user_identities/1001/exports/5001/export_files",
-                         headers={"x-api-key": "webadmit-sandbox-key"}).json()["export_files"]["id"]
+                         headers={"x-api-key": WEBADMIT_API_KEY}).json()["export_files"]["id"]
     result = materialize(defs, instance, ASSET, "1001-5001", config={"inline_wait_seconds": 0.1})
     assert result.success and materializations(instance, ASSET) == []
     (obs, deferred) = export_observations(instance, ASSET)
@@ -203,7 +204,7 @@ def test_without_pacing_the_same_burst_is_refused(sandbox):
     app.set_knobs(rate_limit=10, rate_window=3600.0)  # one window for the whole burst, however slow the machine
     with httpx.Client() as http:
         codes = [http.get(f"{sandbox.base_url('webadmit')}/api/v1/user_identities",
-                          headers={"x-api-key": "webadmit-sandbox-key"}).status_code for _ in range(15)]
+                          headers={"x-api-key": WEBADMIT_API_KEY}).status_code for _ in range(15)]
     assert codes.count(429) == 5
 
 

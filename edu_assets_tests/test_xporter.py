@@ -15,8 +15,14 @@ import pytest
 
 from edu_assets.core.lake import DATA_FILE
 from edu_assets.definitions import selection_for
+from edu_assets.sandbox.credentials import (
+    XPORTER_MANAGEMENT_SECRET,
+    XPORTER_RELYING_PARTY,
+    xporter_school_secret,
+)
 from edu_assets.vendors.xporter.catalog import load_catalog
 from edu_assets.vendors.xporter.partitions import ESTAB_PARTITIONS, partitioning_for
+from edu_assets.vendors.xporter.resources import reset_caches as reset_xporter_caches
 from edu_assets_tests.helpers import (
     failure_message,
     materializations,
@@ -241,7 +247,10 @@ def test_token_refreshed_ahead_of_expiry_and_after_401_mid_paging(defs, instance
 
     # the vendor revokes the token mid-paging: one 401, one refresh, and the run carries on. The revocation
     # follows the run's third page request (not a clock), so a slow run start cannot make it come too early.
+    # The first run's 4 s token would be refreshed ahead of its expiry (a clock) at about the moment of the
+    # revocation, and a token minted after it is valid: forget it, so the run mints one long-lived token.
     xp.set_knobs(token_ttl=3600)
+    reset_xporter_caches()
     served_before = len(calls(xp.server, f"/School/{A}/Students"))
     stop = threading.Event()
 
@@ -339,9 +348,9 @@ def test_management_assets_and_register(defs, instance, xp, schools, lake_env):
 
 def test_wrong_secret_fails_clearly_and_secrets_never_leak(defs, instance, xp, schools, lake_env, monkeypatch, capfd):
     secret = "wrong-secret-5c1d9e"
-    monkeypatch.setenv("XPORTER_SCHOOL_SECRETS", json.dumps({A: secret, B: f"sandbox-secret-{B}"}))
-    monkeypatch.setenv("XPORTER_MANAGEMENT_SECRET", "sandbox-management-secret")
-    monkeypatch.setenv("XPORTER_RELYING_PARTY", "edu-assets.sandbox")
+    monkeypatch.setenv("XPORTER_SCHOOL_SECRETS", json.dumps({A: secret, B: xporter_school_secret(B)}))
+    monkeypatch.setenv("XPORTER_MANAGEMENT_SECRET", XPORTER_MANAGEMENT_SECRET)
+    monkeypatch.setenv("XPORTER_RELYING_PARTY", XPORTER_RELYING_PARTY)
     monkeypatch.setenv("XPORTER_BASE_URL", xp.base_url)
     monkeypatch.setenv("XPORTER_STS_URL", f"{xp.base_url}/idaas/sts/STS/GetToken")
     bad = materialize(defs, instance, "xporter/students", A)
@@ -351,7 +360,7 @@ def test_wrong_secret_fails_clearly_and_secrets_never_leak(defs, instance, xp, s
     visible = out + err + "".join(
         (e.user_message or "") + repr(e.dagster_event.event_specific_data if e.dagster_event else "")
         for run in instance.get_runs() for e in instance.all_logs(run.run_id))
-    assert secret not in visible and f"sandbox-secret-{B}" not in visible
+    assert secret not in visible and xporter_school_secret(B) not in visible
     assert not re.search(r"Idaas (?!\*\*\*|\{)\S", visible)  # no token after the scheme (source lines aside)
 
 
@@ -360,7 +369,7 @@ def test_world_readable_secrets_file_is_refused(defs, instance, xp, schools, lak
     path.write_text(json.dumps({"management": "m", "schools": {A: "s"}}))
     os.chmod(path, 0o644)
     monkeypatch.setenv("XPORTER_SECRETS_FILE", str(path))
-    monkeypatch.setenv("XPORTER_RELYING_PARTY", "edu-assets.sandbox")
+    monkeypatch.setenv("XPORTER_RELYING_PARTY", XPORTER_RELYING_PARTY)
     result = materialize(defs, instance, "xporter/students", A)
     assert not result.success and "other users can read it" in failure_message(result)
 

@@ -8,6 +8,10 @@ that saves ~50 ms a run and, more to the point, keeps parallel runs from queuein
 one-writer-per-file lock. DuckDB allows one writer per file, and a user may be holding the catalog open
 in a ``duckdb`` shell: a locked catalog is retried briefly and then skipped with a warning (the data is
 landed either way, and ``edu-assets catalog`` rebuilds every view).
+
+Which views a dataset gets besides its own (``_latest``, ``_current``) is declared once per vendor, as
+:class:`ViewSpec` values next to its datasets (each vendor's ``views()``); landing and ``rebuild`` both
+read those declarations, so the views a landing writes and the views a rebuild recreates are the same.
 """
 
 from __future__ import annotations
@@ -16,8 +20,9 @@ import json
 import os
 import time
 import uuid
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, replace
+from fnmatch import fnmatchcase
 from pathlib import Path
 
 import duckdb
@@ -36,6 +41,37 @@ class Current:
 
     keys: tuple[str, ...]
     order_by: str
+
+
+@dataclass(frozen=True)
+class ViewSpec:
+    """The views of one dataset (or of every dataset whose name matches a pattern), declared by its vendor.
+
+    ``<vendor>.<dataset>`` is always made; ``latest_by`` adds ``<dataset>_latest`` (the newest partition
+    by that column, for snapshots) and ``current`` adds ``<dataset>_current`` (the newest version of each
+    key, for change feeds). ``dataset`` may be a shell-style pattern (``export_*``) for datasets that are
+    only named at run time (WebAdMIT's templates); a dataset's own name wins over any pattern."""
+
+    vendor: str
+    dataset: str
+    latest_by: str | None = None
+    current: Current | None = None
+
+    @property
+    def is_pattern(self) -> bool:
+        return any(ch in self.dataset for ch in "*?[")
+
+    def matches(self, vendor: str, dataset: str) -> bool:
+        return vendor == self.vendor and fnmatchcase(dataset, self.dataset)
+
+
+def view_for(views: Iterable[ViewSpec], vendor: str, dataset: str) -> ViewSpec:
+    """The declaration that applies to one landed dataset, named for it: the one naming it exactly, else
+    the first pattern it matches, else plain (a dataset nobody declared still gets its own view)."""
+    matching = [v for v in views if v.matches(vendor, dataset)]
+    exact = [v for v in matching if not v.is_pattern]
+    chosen = (exact or matching or [ViewSpec(vendor, dataset)])[0]
+    return replace(chosen, dataset=dataset)
 
 
 @dataclass(frozen=True)
@@ -123,31 +159,33 @@ class Catalog:
                 time.sleep(0.25 + 0.05 * attempt)
         raise AssertionError("unreachable")
 
-    def ensure_view(self, vendor: str, asset: str, *, latest_by: str | None = None, log: object | None = None) -> bool:
-        """Create or refresh ``<vendor>.<asset>`` (and ``<asset>_latest`` for snapshots); False if locked."""
-        return self.ensure_views(vendor, [asset], latest_by=latest_by, log=log)
+    def ensure_view(
+        self, vendor: str, asset: str, views: Iterable[ViewSpec] = (), *, log: object | None = None
+    ) -> bool:
+        """Create or refresh ``<vendor>.<asset>`` and the views ``views`` declare for it; False if locked."""
+        return self.ensure_views(vendor, [asset], views, log=log)
 
     def ensure_views(
         self,
         vendor: str,
         assets: Sequence[str],
+        views: Iterable[ViewSpec] = (),
         *,
-        latest_by: str | None = None,
-        current: Current | None = None,
         log: object | None = None,
     ) -> bool:
         """``ensure_view`` for several datasets of one vendor, opening the catalog file once.
 
-        ``latest_by`` adds ``<asset>_latest`` (the newest partition, for snapshots); ``current`` adds
-        ``<asset>_current`` (the newest version of each key, for change feeds)."""
-        datasets = [(a, self.settings.root / vendor / a) for a in assets]
-        datasets = [(a, d) for a, d in datasets if any(d.rglob(DATA_FILE))]
+        ``views`` are the vendor's declarations (its ``views()``): each dataset gets the views declared for
+        it (see :func:`view_for`), the same ones ``rebuild`` makes."""
+        views = tuple(views)
+        datasets = [(view_for(views, vendor, a), self.settings.root / vendor / a) for a in assets]
+        datasets = [(s, d) for s, d in datasets if any(d.rglob(DATA_FILE))]
         if not datasets:
             return False
         # Views that depend only on names and paths can be checked without opening the file; a "current"
         # view depends on the dataset's columns, which only DuckDB can say.
-        wanted = {} if current else {
-            name: sql for a, d in datasets for name, sql in _view_statements(vendor, a, d, latest_by).items()}
+        wanted = {} if any(s.current for s, _ in datasets) else {
+            name: sql for s, d in datasets for name, sql in _view_statements(s, d).items()}
         if self._ledger.holds(wanted):  # never true for nothing wanted (a "current" view)
             return True
         before = self._ledger.known()
@@ -157,42 +195,32 @@ class Catalog:
             if log is not None:
                 log.warning(  # type: ignore[attr-defined]
                     f"DuckDB catalog {self.path} is locked by another process; views of {vendor} "
-                    f"{', '.join(a for a, _ in datasets)} not refreshed "
+                    f"{', '.join(s.dataset for s, _ in datasets)} not refreshed "
                     "(the data is landed; close the other session or run `edu-assets catalog`)"
                 )
             return False
         with con:
-            for asset, dataset in datasets:
-                self._create_views(con, vendor, asset, dataset, latest_by, current)
+            for spec, dataset in datasets:
+                self._create_views(con, spec, dataset)
         self._ledger.record(before, wanted)
         return True
 
-    def _create_views(
-        self,
-        con: duckdb.DuckDBPyConnection,
-        vendor: str,
-        asset: str,
-        dataset: Path,
-        latest_by: str | None,
-        current: Current | None = None,
-    ) -> None:
-        con.execute(f"CREATE SCHEMA IF NOT EXISTS {quote_ident(vendor)}")
-        for sql in _view_statements(vendor, asset, dataset, latest_by).values():
+    def _create_views(self, con: duckdb.DuckDBPyConnection, spec: ViewSpec, dataset: Path | ObjectPath) -> list[str]:
+        """Every view ``spec`` (named for one dataset) declares, over the files under ``dataset``; their names."""
+        con.execute(f"CREATE SCHEMA IF NOT EXISTS {quote_ident(spec.vendor)}")
+        statements = _view_statements(spec, dataset)
+        for sql in statements.values():
             con.execute(sql)
-        schema, view = quote_ident(vendor), quote_ident(asset)
-        if current:
-            columns = {r[0] for r in con.execute(f"DESCRIBE {schema}.{view}").fetchall()}
-            keys = [snake_case(k) for k in current.keys]
-            if all(k in columns for k in keys) and current.order_by in columns:
-                by = ", ".join(quote_ident(k) for k in keys)
-                con.execute(
-                    f"CREATE OR REPLACE VIEW {schema}.{quote_ident(asset + '_current')} AS SELECT * FROM {schema}.{view} "
-                    f"QUALIFY row_number() OVER (PARTITION BY {by} ORDER BY {quote_ident(current.order_by)} DESC) = 1"
-                )
+        made = list(statements)
+        if spec.current and _create_current_view(con, spec.vendor, spec.dataset, spec.current):
+            made.append(f"{spec.vendor}.{spec.dataset}_current")
+        return made
 
-    def rebuild(self, latest_by: dict[str, str] | None = None) -> list[str]:
-        """Recreate every view from what is in the lake (for a catalog deleted or moved by hand)."""
-        latest_by = latest_by or {}
+    def rebuild(self, views: Iterable[ViewSpec] = ()) -> list[str]:
+        """Recreate every view from what is in the lake (for a catalog deleted or moved by hand): each landed
+        dataset gets the views ``views`` (every vendor's declarations) declare for it, as its landing does,
+        and a dataset nobody declared its own plain view. Returns the views made, as ``vendor.view``."""
+        views = tuple(views)
         made: list[str] = []
         if not self.settings.root.exists():
             return made
@@ -200,9 +228,7 @@ class Catalog:
             for vendor_dir in sorted(p for p in self.settings.root.iterdir() if p.is_dir()):
                 for dataset in sorted(p for p in vendor_dir.iterdir() if p.is_dir()):
                     if any(dataset.rglob(DATA_FILE)):
-                        key = f"{vendor_dir.name}.{dataset.name}"
-                        self._create_views(con, vendor_dir.name, dataset.name, dataset, latest_by.get(key))
-                        made.append(key)
+                        made += self._create_views(con, view_for(views, vendor_dir.name, dataset.name), dataset)
         return made
 
     def summary(self, vendor: str | None = None) -> list[TableSummary]:
@@ -227,8 +253,9 @@ class Catalog:
         return out
 
 
-def _view_statements(vendor: str, asset: str, dataset: Path, latest_by: str | None) -> dict[str, str]:
-    """``<vendor>.<asset>`` over the dataset's files (and ``<asset>_latest``): view name -> its SQL."""
+def _view_statements(spec: ViewSpec, dataset: Path | ObjectPath) -> dict[str, str]:
+    """``<vendor>.<dataset>`` over the dataset's files (and ``<dataset>_latest``): view name -> its SQL."""
+    vendor, asset, latest_by = spec.vendor, spec.dataset, spec.latest_by
     schema, view = quote_ident(vendor), quote_ident(asset)
     out = {f"{vendor}.{asset}": (
         f"CREATE OR REPLACE VIEW {schema}.{view} AS SELECT * FROM read_parquet("
@@ -239,6 +266,22 @@ def _view_statements(vendor: str, asset: str, dataset: Path, latest_by: str | No
             f"CREATE OR REPLACE VIEW {schema}.{quote_ident(asset + '_latest')} AS SELECT * FROM {schema}.{view} "
             f"WHERE {col} = (SELECT max({col}) FROM {schema}.{view})")
     return out
+
+
+def _create_current_view(con: duckdb.DuckDBPyConnection, vendor: str, asset: str, current: Current) -> bool:
+    """``<asset>_current``, once the dataset has the key and order columns (a feed landed before they
+    existed, or an empty window, has none yet: its view comes with a later landing); False until then."""
+    schema, view = quote_ident(vendor), quote_ident(asset)
+    columns = {r[0] for r in con.execute(f"DESCRIBE {schema}.{view}").fetchall()}
+    keys = [snake_case(k) for k in current.keys]
+    if not (all(k in columns for k in keys) and current.order_by in columns):
+        return False
+    by = ", ".join(quote_ident(k) for k in keys)
+    con.execute(
+        f"CREATE OR REPLACE VIEW {schema}.{quote_ident(asset + '_current')} AS SELECT * FROM {schema}.{view} "
+        f"QUALIFY row_number() OVER (PARTITION BY {by} ORDER BY {quote_ident(current.order_by)} DESC) = 1"
+    )
+    return True
 
 
 def format_summary(rows: list[TableSummary]) -> str:

@@ -23,7 +23,7 @@ import dagster as dg
 
 from edu_assets.core import export_records as records
 from edu_assets.core import workdir
-from edu_assets.core.catalog import Catalog, Current
+from edu_assets.core.catalog import Catalog, ViewSpec
 from edu_assets.core.checks import DatasetChecks
 from edu_assets.core.errors import (
     EduAssetsError,
@@ -95,8 +95,7 @@ class ExportRequest:
     covers: Sequence[str] = ()  # every Dagster partition it lands (a window of several days); default: partition_key
     encoding: str = "utf-8"
     expected_columns: Sequence[str] | None = None
-    latest_by: str | None = None
-    current: Current | None = None
+    views: Sequence[ViewSpec] = ()  # the vendor's view declarations (its views()): each landed table gets its own
     extra_metadata: dict[str, Any] = field(default_factory=dict)
     land: Lander = land_csv_file
     suffix: str = ".csv"  # of the staged raw download
@@ -281,8 +280,7 @@ def _land(
                 f"{where}: {t.dataset} columns differ from the catalog (missing: {t.landed.missing_columns or '-'}, "
                 f"unexpected: {t.landed.unexpected_columns or '-'}); landed as received"
             )
-    catalog.ensure_views(request.vendor, [t.dataset for t in tables], latest_by=request.latest_by,
-                         current=request.current, log=log)
+    catalog.ensure_views(request.vendor, [t.dataset for t in tables], request.views, log=log)
     extra: dict[str, Any] = {**request.extra_metadata, "land_seconds": land_seconds,
                              "run_seconds": round(time.monotonic() - s.t0, 2)}
     if status is not None:  # the vendor's own word for the finished job (which spelling was seen)

@@ -36,7 +36,7 @@ import httpx
 from edu_assets.core.errors import DownloadError, VendorAuthError, VendorHTTPError, Where
 from edu_assets.core.ratebudget import HeaderBudget
 from edu_assets.core.redact import guard_library_loggers, redact, redact_url
-from edu_assets.core.settings import env_float
+from edu_assets.core.settings import HTTP_BACKOFF_BASE, HTTP_BACKOFF_CAP, HTTP_MAX_ATTEMPTS
 
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 _TRANSIENT_ERRORS = (httpx.TransportError,)
@@ -125,11 +125,11 @@ class RetryPolicy:
 
     @classmethod
     def from_env(cls) -> RetryPolicy:
-        """Defaults, overridable with EDU_HTTP_MAX_ATTEMPTS / EDU_HTTP_BACKOFF_BASE / EDU_HTTP_BACKOFF_CAP."""
+        """The settings EDU_HTTP_MAX_ATTEMPTS / EDU_HTTP_BACKOFF_BASE / EDU_HTTP_BACKOFF_CAP (validated at load)."""
         return cls(
-            max_attempts=max(1, int(env_float("EDU_HTTP_MAX_ATTEMPTS", cls.max_attempts))),
-            backoff_base=env_float("EDU_HTTP_BACKOFF_BASE", cls.backoff_base),
-            backoff_cap=env_float("EDU_HTTP_BACKOFF_CAP", cls.backoff_cap),
+            max_attempts=HTTP_MAX_ATTEMPTS.get(),
+            backoff_base=HTTP_BACKOFF_BASE.get(),
+            backoff_cap=HTTP_BACKOFF_CAP.get(),
         )
 
     def delay(self, attempt: int, retry_after: float | None) -> float:

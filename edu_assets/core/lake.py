@@ -10,31 +10,66 @@ With ``EDU_LAKE_ROOT=s3://bucket/prefix`` the root is an :class:`~edu_assets.cor
 the same guarantee comes from publishing instead of renaming: the file is written to the local work
 directory, uploaded as a new immutable version, and a small pointer object is replaced to name it (see
 :mod:`edu_assets.core.objectstore`). Readers here resolve a partition once per query (:func:`parquet_file`).
+
+Partition values and columns are fitted to the view, which reads the dataset with hive partitioning
+(``<dim>`` from the directory name, winning over a file column of that name):
+
+* a value too long for a directory name (more than 255 bytes as ``<dim>=<percent-encoded value>``) gets a
+  shortened, collision-free name (:func:`~edu_assets.core.naming.path_value`) and its file carries the full
+  value as the column ``<dim>__full``: the view shows it (``coalesce(<dim>__full, <dim>)`` is the key of
+  every row; :func:`full_key_projection` makes ``<dim>`` itself show it). A column, not only the Parquet
+  key-value metadata (where it is too, under ``edu_assets.partition``), because the view shows columns:
+  a user querying it must not need to open files to see which tag a row belongs to;
+* a vendor column named like a dimension (a ``Snapshot Date`` column under ``snapshot_date=...``) would be
+  hidden by the directory's value, so it lands renamed ``<name>_column``: recorded in the file's metadata
+  (``edu_assets.renamed_columns``, beside the vendor's own names) and in :class:`Landed`. Both are column
+  aliases or constants in the conversion's SELECT: no pass over the rows.
 """
 
 from __future__ import annotations
 
+import contextvars
 import json
 import os
 import threading
 import time
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import duckdb
 
-from edu_assets.core.errors import LandingError, Where
+from edu_assets.core.errors import ConfigError, LandingError, Where
 from edu_assets.core.lakepath import ObjectPath, resolve
-from edu_assets.core.naming import normalise_columns, path_value, quote_ident, snake_case, sql_str
+from edu_assets.core.naming import (
+    FULL_KEY_SUFFIX,
+    NAME_MAX,
+    bounded_name,
+    clear_of_dimensions,
+    full_key_column,
+    full_key_columns,
+    normalise_columns,
+    partition_component,
+    quote_ident,
+    snake_case,
+    sql_str,
+)
 from edu_assets.core.settings import LakeSettings, env
 
 DATA_FILE = "data.parquet"
 _TMP_PREFIX = ".inflight-"
 ORIGINALS_KEY = "edu_assets.original_columns"
 STATE_KEY = "edu_assets.state"
+RENAMED_KEY = "edu_assets.renamed_columns"  # {column as landed: the name a partition dimension took}
+PARTITION_KEY = "edu_assets.partition"  # {dimension: full value}, whatever its directory is named
+
+# The partition a landing fits its columns to, for ``Lake._copy_csv``: set by ``Lake._atomic`` around the
+# write, so the conversion keeps its (con, src, tmp, encoding, *, all_varchar) signature. A context
+# variable: landings of one Lake in several threads each see their own.
+_fitting: contextvars.ContextVar[Mapping[str, str] | None] = contextvars.ContextVar("edu_assets_lake_fitting",
+                                                                                    default=None)
 
 
 @dataclass(frozen=True)
@@ -56,6 +91,8 @@ class Landed:
     missing_columns: list[str] = field(default_factory=list)
     unexpected_columns: list[str] = field(default_factory=list)
     typed: bool = True
+    renamed_columns: dict[str, str] = field(default_factory=dict)  # as landed -> the dimension's name it had
+    full_key_columns: dict[str, str] = field(default_factory=dict)  # <dim>__full -> the full partition value
 
 
 def parquet_file(path: Path | ObjectPath) -> str:
@@ -133,15 +170,26 @@ class Lake:
         return self.root / vendor / asset
 
     def partition_dir(self, vendor: str, asset: str, partition: Mapping[str, str]) -> Path:
+        """``<dataset>/<dim>=<value>/...``; a value too long for a directory name gets a shortened one (see
+        :func:`~edu_assets.core.naming.path_value`), its full value going into the file (``<dim>__full``)."""
         path = self.dataset_dir(vendor, asset)
         for dim, value in partition.items():
-            path = path / f"{dim}={path_value(value)}"
+            component = partition_component(dim, value)
+            if len(component.encode()) > NAME_MAX:  # only a dimension name of ~240 characters gets here
+                where = Where(vendor, asset, ", ".join(f"{k}={v}" for k, v in partition.items()))
+                raise ConfigError(where, f"the partition dimension name {dim!r} is too long for a directory "
+                                  f"name ({len(dim.encode())} bytes)",
+                                  hint="name the dimension in fewer than 200 bytes in the asset's partitions")
+            path = path / component
         return path
 
     def work_dir(self, vendor: str, asset: str, partition: Mapping[str, str]) -> Path:
-        """The directory of this partition's attempts' raw downloads (swept by :mod:`edu_assets.core.workdir`)."""
-        slug = "_".join(f"{k}={path_value(v)}" for k, v in partition.items()) or "all"
-        return self.settings.work_dir / vendor / asset / slug
+        """The directory of this partition's attempts' raw downloads (swept by :mod:`edu_assets.core.workdir`).
+
+        Its name joins the partition's directory names, shortened as a whole when too long (a work
+        directory is transient, so only names that could not exist before change)."""
+        slug = "_".join(partition_component(k, v) for k, v in partition.items()) or "all"
+        return self.settings.work_dir / vendor / asset / bounded_name(slug)
 
     def work_path(self, vendor: str, asset: str, partition: Mapping[str, str], name: str) -> Path:
         """Where a raw download for this partition is staged (and kept when it cannot be landed)."""
@@ -177,7 +225,7 @@ class Lake:
                 return self._copy_csv(con, src, tmp, encoding, all_varchar=True)
 
         target = self.partition_dir(vendor, asset, partition) / DATA_FILE
-        landed = self._atomic(target, where, write, expected_columns,
+        landed = self._atomic(target, where, write, expected_columns, partition,
                               on_error=lambda exc: _csv_error(where, src, encoding, exc))
         landed.typed = typed
         if not keep_raw:
@@ -193,9 +241,11 @@ class Lake:
             "sample_size=20480)"
         )
         originals = [r[0] for r in con.execute(f"DESCRIBE SELECT * FROM {reader}").fetchall()]
-        names = normalise_columns(originals)
+        partition = _fitting.get() or {}
+        names, renamed = clear_of_dimensions(normalise_columns(originals), partition)
         select = ", ".join(f"{quote_ident(o)} AS {quote_ident(n)}" for o, n in zip(originals, names, strict=True))
-        _copy_parquet(con, f"SELECT {select} FROM {reader}", tmp, dict(zip(names, originals, strict=True)))
+        _copy_parquet(con, f"SELECT {select} FROM {reader}", tmp, dict(zip(names, originals, strict=True)),
+                      partition=partition, renamed=renamed)
         return originals
 
     def land_empty(
@@ -211,18 +261,22 @@ class Lake:
         """Land a partition with no rows, for an export that legitimately had nothing in it.
 
         Its schema is that of ``like`` (an earlier landed file of the same dataset, types included) when
-        given, else the documented columns as text, so the dataset's view keeps working.
+        given, else the documented columns as text, so the dataset's view keeps working; either way fitted
+        to this partition (renamed columns, this partition's full key: see the module's docstring).
         """
         target = self.partition_dir(vendor, asset, partition) / DATA_FILE
 
         def write(con: duckdb.DuckDBPyConnection, tmp: Path) -> list[str]:
             if like is not None and like.exists():
-                originals = original_columns(like)
-                _copy_parquet(con, f"SELECT * FROM {parquet_file(like)} WHERE false", tmp, originals)
+                # like's columns as this partition has them: renamed if a dimension takes their name,
+                # without like's own partition's full key (this partition's is added if shortened)
+                select, originals, renamed = _file_select(like, partition)
+                _copy_parquet(con, f"SELECT * FROM ({select}) WHERE false", tmp, originals,
+                              partition=partition, renamed=renamed)
                 return list(originals.values())
-            return _copy_json(con, tmp.with_suffix(".none"), tmp, expected_columns, None)
+            return _copy_json(con, tmp.with_suffix(".none"), tmp, expected_columns, None, partition)
 
-        return self._atomic(target, where, write, expected_columns,
+        return self._atomic(target, where, write, expected_columns, partition,
                             on_error=lambda exc: LandingError(where, f"could not write an empty partition ({exc})", None))
 
     def latest_file(self, vendor: str, asset: str) -> Path | None:
@@ -248,8 +302,9 @@ class Lake:
         covers are replaced together, atomically.
         """
         target = self.partition_dir(vendor, asset, partition) / DATA_FILE
-        return self._atomic(target, where, lambda con, tmp: _copy_json(con, staged, tmp, expected_columns, state),
-                            expected_columns, on_error=lambda exc: _json_error(where, staged, exc))
+        return self._atomic(target, where,
+                            lambda con, tmp: _copy_json(con, staged, tmp, expected_columns, state, partition),
+                            expected_columns, partition, on_error=lambda exc: _json_error(where, staged, exc))
 
     def merge_json(
         self,
@@ -273,30 +328,36 @@ class Lake:
 
         def write(con: duckdb.DuckDBPyConnection, tmp: Path) -> list[str]:
             # a change set is small: its records are read once, into a temp table that both uses below read
-            select, new_names = _staged_select(con, staged, into="changed_rows")
+            select, new_names, renamed = _staged_select(con, staged, into="changed_rows", dims=partition)
             has_changes = bool(new_names)
+            # the landed version's columns fitted alike (a file landed before columns were renamed included)
+            old_select, old_names, old_renamed = _file_select(target, partition) if target.exists() else ("", {}, {})
+            renamed = {**old_renamed, **renamed}
             con.execute("CREATE TEMP TABLE gone (k VARCHAR)")
             if deleted_ids:
                 con.execute("INSERT INTO gone SELECT unnest(?::VARCHAR[])", [[str(i) for i in deleted_ids]])
-            k = quote_ident(snake_case(key))
+            key_name = snake_case(key)
+            k = quote_ident(next((new for new, old in renamed.items() if old == key_name), key_name))
             if has_changes:
                 con.execute(f"INSERT INTO gone SELECT CAST({k} AS VARCHAR) FROM ({select})")
             parts = []
-            if target.exists():
-                parts.append(f"SELECT * FROM {parquet_file(target)} WHERE CAST({k} AS VARCHAR) NOT IN (SELECT k FROM gone WHERE k IS NOT NULL)")
+            if old_select:
+                parts.append(f"SELECT * FROM ({old_select}) WHERE CAST({k} AS VARCHAR) NOT IN (SELECT k FROM gone WHERE k IS NOT NULL)")
             if has_changes:
                 parts.append(select)
-            if not parts:
-                return _copy_json(con, staged, tmp, expected_columns, state)  # nothing landed, nothing changed
-            originals = {**(original_columns(target) if target.exists() else {}), **new_names}
+            if not parts:  # nothing landed, nothing changed
+                return _copy_json(con, staged, tmp, expected_columns, state, partition)
+            originals = {**old_names, **new_names}
+            fit = {"partition": partition, "renamed": renamed}
             try:
-                _copy_parquet(con, " UNION ALL BY NAME ".join(parts), tmp, originals, state)
+                _copy_parquet(con, " UNION ALL BY NAME ".join(parts), tmp, originals, state, **fit)
             except duckdb.Error:  # a column changed type between versions: keep every value, as text
                 as_text = " UNION ALL BY NAME ".join(f"SELECT {_all_text(con, p)} FROM ({p})" for p in parts)
-                _copy_parquet(con, as_text, tmp, originals, state)
+                _copy_parquet(con, as_text, tmp, originals, state, **fit)
             return list(originals.values())
 
-        return self._atomic(target, where, write, expected_columns, on_error=lambda exc: _json_error(where, staged, exc))
+        return self._atomic(target, where, write, expected_columns, partition,
+                            on_error=lambda exc: _json_error(where, staged, exc))
 
     def _atomic(
         self,
@@ -304,11 +365,13 @@ class Lake:
         where: Where,
         write: Callable[[duckdb.DuckDBPyConnection, Path], list[str]],
         expected_columns: Sequence[str] | None,
+        partition: Mapping[str, str],
         *,
         on_error: Callable[[duckdb.Error], LandingError],
     ) -> Landed:
         """Run ``write(con, tmp)`` (returning the vendor's column names) into a hidden temp file beside
         ``target`` and move it into place; a DuckDB error becomes ``on_error(exc)`` and nothing is replaced.
+        ``partition`` is the one its columns are fitted to (see the module's docstring).
 
         In the object-store lake the temp file is in the work directory and "move into place" is
         :meth:`~edu_assets.core.objectstore.LakeFileSystem.publish` (upload a new version, then replace the
@@ -321,18 +384,20 @@ class Lake:
             tmp = target.parent / f"{_TMP_PREFIX}{uuid.uuid4().hex}.partial"
             target.parent.mkdir(parents=True, exist_ok=True)
             _sweep_stale(target.parent)
+        fitting = _fitting.set(partition)
         try:
             with _conversions, _connect(self.spill_dir, fs=self.store) as con:
                 try:
                     originals = write(con, tmp)
                 except duckdb.Error as exc:
                     raise on_error(exc) from None
-                landed = _describe(con, tmp, originals, True)
+                landed = _describe(con, tmp, full_key_columns(partition))
             if isinstance(target, ObjectPath):
                 target.fs.publish(target.parent.key, tmp)
             else:
                 os.replace(tmp, target)
         finally:
+            _fitting.reset(fitting)
             tmp.unlink(missing_ok=True)
         landed.path = target
         landed.missing_columns, landed.unexpected_columns = _drift(originals, expected_columns)
@@ -343,13 +408,38 @@ class Lake:
 
     def duplicate_key_counts(self, path: Path, columns: Sequence[str]) -> tuple[int, int]:
         """(key values that repeat, rows carrying a repeated key) in one landed partition."""
-        by = ", ".join(quote_ident(c) for c in columns)
         with _connect(self.spill_dir, fs=self.store) as con:  # memory-capped, spilling to the lake's work dir like a landing
-            row = con.execute(
-                f"SELECT count(*), coalesce(sum(n), 0) FROM (SELECT count(*) AS n FROM {parquet_file(path)} "
-                f"GROUP BY {by} HAVING count(*) > 1)"
-            ).fetchone()
+            try:
+                row = _duplicates(con, path, columns)
+            except duckdb.BinderException:  # a key column a partition dimension renamed (read only then)
+                landed_as = {old: new for new, old in renamed_columns(path).items()}
+                row = _duplicates(con, path, [landed_as.get(c, c) for c in columns])
         return (int(row[0]), int(row[1])) if row else (0, 0)
+
+
+def _duplicates(con: duckdb.DuckDBPyConnection, path: Path | ObjectPath, columns: Sequence[str]) -> Any:
+    by = ", ".join(quote_ident(c) for c in columns)
+    return con.execute(
+        f"SELECT count(*), coalesce(sum(n), 0) FROM (SELECT count(*) AS n FROM {parquet_file(path)} "
+        f"GROUP BY {by} HAVING count(*) > 1)"
+    ).fetchone()
+
+
+def full_key_projection(columns: Sequence[str]) -> str:
+    """The select list a view over a dataset with these columns (hive columns included) needs for each
+    ``<dim>`` to show the full partition value: ``*`` when no partition was shortened, else
+    ``* EXCLUDE ("<dim>__full") REPLACE (coalesce("<dim>__full", "<dim>") AS "<dim>")``.
+
+    For the catalog: its view can only show a shortened partition's full value in ``<dim>`` itself with
+    this (hive partitioning always takes ``<dim>`` from the directory name)."""
+    present = {c.lower() for c in columns}
+    full = [(c, c[: -len(FULL_KEY_SUFFIX)]) for c in columns
+            if c.endswith(FULL_KEY_SUFFIX) and c[: -len(FULL_KEY_SUFFIX)].lower() in present]
+    if not full:
+        return "*"
+    exclude = ", ".join(quote_ident(c) for c, _ in full)
+    replace = ", ".join(f"coalesce({quote_ident(c)}, {quote_ident(d)}) AS {quote_ident(d)}" for c, d in full)
+    return f"* EXCLUDE ({exclude}) REPLACE ({replace})"
 
 
 def _parquet(path: Path | ObjectPath) -> Any:
@@ -372,8 +462,37 @@ def read_state(path: Path | ObjectPath) -> dict[str, Any]:
 
 def original_columns(path: Path | ObjectPath) -> dict[str, str]:
     """snake_case name -> the vendor's own column name, as recorded in a landed file."""
-    kv = _parquet(path).schema_arrow.metadata or {}
-    return json.loads(kv.get(ORIGINALS_KEY.encode(), b"{}"))
+    return _kv_json(_parquet(path).schema_arrow, ORIGINALS_KEY)
+
+
+def renamed_columns(path: Path | ObjectPath) -> dict[str, str]:
+    """Column as landed -> the name it had, for vendor columns a partition dimension's name took."""
+    return _kv_json(_parquet(path).schema_arrow, RENAMED_KEY)
+
+
+def _kv_json(schema: Any, key: str) -> dict[str, Any]:
+    """One JSON object of a landed file's key-value metadata (``schema``: its Arrow schema); {} if absent."""
+    raw = (schema.metadata or {}).get(key.encode())
+    return json.loads(raw) if raw else {}
+
+
+def _file_select(path: Path | ObjectPath, partition: Mapping[str, str]) -> tuple[str, dict[str, str], dict[str, str]]:
+    """A SELECT over a landed file with its columns fitted to ``partition``, its vendor names and renames.
+
+    Fitted: a column a dimension of ``partition`` names is renamed (a file landed before renaming), and a
+    ``<dim>__full`` column is left out (the partition's own is added when its file is written). One footer
+    read, for the names and the metadata together."""
+    schema = _parquet(path).schema_arrow
+    originals, renamed = _kv_json(schema, ORIGINALS_KEY), _kv_json(schema, RENAMED_KEY)
+    full = {full_key_column(d).lower() for d in partition}
+    kept = [n for n in schema.names if n.lower() not in full]
+    names, renames = clear_of_dimensions(kept, partition)
+    source = parquet_file(path)
+    fitted_originals = {n: originals[o] for o, n in zip(kept, names, strict=True) if o in originals}
+    if names == schema.names:
+        return f"SELECT * FROM {source}", fitted_originals, renamed
+    cols = ", ".join(f"{quote_ident(o)} AS {quote_ident(n)}" for o, n in zip(kept, names, strict=True))
+    return f"SELECT {cols} FROM {source}", fitted_originals, {**renamed, **renames}
 
 
 def parquet_rows(path: Path | ObjectPath) -> int:
@@ -392,11 +511,25 @@ def _copy_parquet(
     tmp: Path,
     originals: Mapping[str, str],
     state: Mapping[str, Any] | None = None,
+    *,
+    partition: Mapping[str, str] | None = None,
+    renamed: Mapping[str, str] | None = None,
 ) -> None:
-    """COPY a query to one zstd Parquet file carrying the vendor's column names (and state) as KV metadata."""
+    """COPY a query to one zstd Parquet file carrying the vendor's column names (and state) as KV metadata.
+
+    With ``partition``: its value is recorded too, and a shortened partition's full value is added as a
+    constant column (a projection: no pass over the rows). ``renamed``: columns renamed for a dimension."""
+    full = full_key_columns(partition or {})
+    if full:
+        consts = ", ".join(f"{sql_str(v)}::VARCHAR AS {quote_ident(c)}" for c, v in full.items())
+        select_sql = f"SELECT *, {consts} FROM ({select_sql})"
     kv = {ORIGINALS_KEY: json.dumps(dict(originals))}
     if state is not None:
         kv[STATE_KEY] = json.dumps(dict(state), sort_keys=True)
+    if renamed:
+        kv[RENAMED_KEY] = json.dumps(dict(renamed))
+    if partition:
+        kv[PARTITION_KEY] = json.dumps(dict(partition))
     kv_sql = ", ".join(f"{sql_str(k)}: {sql_str(v)}" for k, v in kv.items())
     # DuckDB writes row groups in parallel; 61,440-row groups (half its default) keep both cores busy on the
     # small partitions most vendors send (a 200,000-row change-set merge: 0.18 s instead of 0.26 s) and
@@ -408,15 +541,16 @@ def _copy_parquet(
 
 
 def _staged_select(
-    con: duckdb.DuckDBPyConnection, staged: Path, *, into: str | None = None
-) -> tuple[str, dict[str, str]]:
+    con: duckdb.DuckDBPyConnection, staged: Path, *, into: str | None = None, dims: Collection[str] = ()
+) -> tuple[str, dict[str, str], dict[str, str]]:
     """A streaming SELECT over staged JSON batches with snake_case columns (types inferred from every record;
-    mixed-type or nested values become text), and the snake -> vendor name mapping. Nothing staged: ("", {}).
+    mixed-type or nested values become text), the snake -> vendor name mapping, and the columns renamed
+    because one of ``dims`` takes their name (new -> old). Nothing staged: ("", {}, {}).
 
     With ``into``, the records are read once into that temp table and the SELECT reads the table: for a
     change set, which is small and read more than once, instead of a full load, which must stream."""
     if not staged.exists() or staged.stat().st_size == 0:
-        return "", {}
+        return "", {}, {}
     # Types are inferred from every record: with a sample, DuckDB 2.0 silently turns a value that does not
     # fit the sampled type (e.g. text after 20,000 nulls) into NULL. Measured: a full scan costs ~0.4 s/200k rows.
     reader = (f"read_json({sql_str(str(staged))}, format='newline_delimited', sample_size=-1, "
@@ -426,7 +560,7 @@ def _staged_select(
         reader = quote_ident(into)
     described = con.execute(f"DESCRIBE SELECT * FROM {reader}").fetchall()
     originals = [d[0] for d in described]
-    names = normalise_columns(originals)
+    names, renamed = clear_of_dimensions(normalise_columns(originals), dims)
     cols = []
     for (orig, typ, *_), name in zip(described, names, strict=True):
         ref = quote_ident(orig)
@@ -437,7 +571,7 @@ def _staged_select(
         else:
             expr = ref
         cols.append(f"{expr} AS {quote_ident(name)}")
-    return f"SELECT {', '.join(cols)} FROM {reader}", dict(zip(names, originals, strict=True))
+    return f"SELECT {', '.join(cols)} FROM {reader}", dict(zip(names, originals, strict=True)), renamed
 
 
 def _copy_json(
@@ -446,16 +580,18 @@ def _copy_json(
     tmp: Path,
     expected_columns: Sequence[str] | None,
     state: Mapping[str, Any] | None,
+    partition: Mapping[str, str],
 ) -> list[str]:
-    select, mapping = _staged_select(con, staged)
+    select, mapping, renamed = _staged_select(con, staged, dims=partition)
     if not mapping:
         # No records: an empty partition with the documented columns (as text), not a failure.
         originals = list(expected_columns or [])
-        names = normalise_columns(originals)
+        names, renamed = clear_of_dimensions(normalise_columns(originals), partition)
         cols = ", ".join(f"NULL::VARCHAR AS {quote_ident(n)}" for n in names) or "NULL::VARCHAR AS _empty"
-        _copy_parquet(con, f"SELECT {cols} WHERE false", tmp, dict(zip(names, originals, strict=True)), state)
+        _copy_parquet(con, f"SELECT {cols} WHERE false", tmp, dict(zip(names, originals, strict=True)), state,
+                      partition=partition, renamed=renamed)
         return originals
-    _copy_parquet(con, select, tmp, mapping, state)
+    _copy_parquet(con, select, tmp, mapping, state, partition=partition, renamed=renamed)
     return list(mapping.values())
 
 
@@ -514,15 +650,20 @@ def _csv_error(where: Where, src: Path, encoding: str, exc: duckdb.Error) -> Lan
     )
 
 
-def _describe(con: duckdb.DuckDBPyConnection, path: Path, originals: Sequence[str], typed: bool) -> Landed:
+def _describe(con: duckdb.DuckDBPyConnection, path: Path, full_keys: Mapping[str, str]) -> Landed:
+    """What the just-written local file holds: its vendor names and renames read back from its metadata."""
     p = parquet_file(path)
     schema = con.execute(f"DESCRIBE SELECT * FROM {p}").fetchall()
     rows_row = con.execute(f"SELECT count(*) FROM {p}").fetchone()
     cur = con.execute(f"SELECT * FROM {p} LIMIT 5")
     names = [d[0] for d in cur.description] if cur.description else []
     preview = [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
-    columns = [Column(s[0], s[1], o) for s, o in zip(schema, originals, strict=False)]
-    return Landed(path, int(rows_row[0]) if rows_row else 0, path.stat().st_size, columns, preview, typed=typed)
+    arrow_schema = _parquet(path).schema_arrow
+    originals, renamed = _kv_json(arrow_schema, ORIGINALS_KEY), _kv_json(arrow_schema, RENAMED_KEY)
+    columns = [Column(s[0], s[1], originals.get(s[0], s[0])) for s in schema
+               if s[0] in originals or s[0] in full_keys]
+    return Landed(path, int(rows_row[0]) if rows_row else 0, path.stat().st_size, columns, preview,
+                  renamed_columns=renamed, full_key_columns=dict(full_keys))
 
 
 def _drift(originals: Sequence[str], expected: Sequence[str] | None) -> tuple[list[str], list[str]]:

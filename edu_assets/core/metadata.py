@@ -8,7 +8,8 @@ from typing import Any
 import dagster as dg
 
 from edu_assets.core.http import Downloaded
-from edu_assets.core.lake import Landed
+from edu_assets.core.lake import Column, Landed
+from edu_assets.core.naming import FULL_KEY_SUFFIX
 from edu_assets.core.redact import redact
 
 
@@ -16,6 +17,17 @@ def _cell(value: Any) -> str:
     text = "" if value is None else redact(value)
     text = text.replace("|", "\\|").replace("\n", " ")
     return text[:40] + ("…" if len(text) > 40 else "")
+
+
+def _column_note(landed: Landed, column: Column) -> str | None:
+    """The schema's description of a column: its vendor name, and why it was renamed or added."""
+    if column.name in landed.full_key_columns:
+        dim = column.name[: -len(FULL_KEY_SUFFIX)]
+        return f"the full {dim} value of the partition (its directory name, the view's {dim}, is shortened)"
+    note = f"vendor column: {column.original!r}" if column.original != column.name else None
+    if column.name in landed.renamed_columns:
+        note = f"{note}; renamed from {landed.renamed_columns[column.name]}: a partition dimension has that name"
+    return note
 
 
 def preview_markdown(landed: Landed) -> str:
@@ -40,10 +52,7 @@ def landed_metadata(
         "parquet_bytes": landed.bytes,
         "path": dg.MetadataValue.path(str(landed.path)),
         "dagster/column_schema": dg.TableSchema(
-            columns=[
-                dg.TableColumn(c.name, c.type, description=f"vendor column: {c.original!r}" if c.original != c.name else None)
-                for c in landed.columns
-            ]
+            columns=[dg.TableColumn(c.name, c.type, description=_column_note(landed, c)) for c in landed.columns]
         ),
         "preview": dg.MetadataValue.md(preview_markdown(landed)),
     }
@@ -53,6 +62,14 @@ def landed_metadata(
         md["missing_columns"] = ", ".join(landed.missing_columns)
     if landed.unexpected_columns:
         md["unexpected_columns"] = ", ".join(landed.unexpected_columns)
+    if landed.renamed_columns:
+        md["renamed_columns"] = dg.MetadataValue.text(
+            ", ".join(f"{old} -> {new}" for new, old in landed.renamed_columns.items())
+            + " (a partition dimension has that name, and would hide the vendor's column in the view)")
+    if landed.full_key_columns:
+        md["full_partition_key_columns"] = dg.MetadataValue.text(
+            ", ".join(landed.full_key_columns)
+            + " (the partition value is too long for a directory name: the directory's is shortened)")
     if downloaded is not None:
         md["download_bytes"] = downloaded.bytes
         md["download_sha256"] = downloaded.sha256

@@ -70,9 +70,9 @@ _MAGIC = set("*?[")
 
 
 def retention_seconds() -> float:
-    from edu_assets.core.settings import env_float
+    from edu_assets.core.settings import LAKE_RETENTION_HOURS
 
-    return env_float("EDU_LAKE_RETENTION_HOURS", 1.0) * 3600
+    return LAKE_RETENTION_HOURS.get() * 3600
 
 
 def part_bytes() -> int:
@@ -81,16 +81,16 @@ def part_bytes() -> int:
     s3fs reads a file under two parts' size into memory for one PUT, and keeps up to
     :func:`upload_concurrency` parts in memory otherwise: 16 MB x 4 keeps a landing's upload under ~64 MB
     whatever the export's size (s3fs's own defaults, 50 MB x 10, would allow 500 MB)."""
-    from edu_assets.core.settings import env_float
+    from edu_assets.core.settings import S3_PART_MB
 
-    return int(max(5.0, env_float("EDU_S3_PART_MB", 16.0)) * 2**20)
+    return int(max(5.0, S3_PART_MB.get()) * 2**20)
 
 
 def upload_concurrency() -> int:
     """Parts uploaded at once (``EDU_S3_UPLOAD_CONCURRENCY``, default 4)."""
-    from edu_assets.core.settings import env_float
+    from edu_assets.core.settings import S3_UPLOAD_CONCURRENCY
 
-    return max(1, int(env_float("EDU_S3_UPLOAD_CONCURRENCY", 4)))
+    return S3_UPLOAD_CONCURRENCY.get()
 
 
 @dataclass

@@ -5,34 +5,203 @@ when ``EDU_SANDBOX_URL`` says where one runs: ``./edu demo`` and ``./edu dev`` s
 emulators and set it, and so do the tests and benchmarks. A deployment sets neither, so a vendor it has
 no credentials for is *not configured* (its sensors and schedules skip) rather than silently pointed at
 a sandbox that is not there.
+
+Every non-secret variable is declared once, as a :class:`Setting` (name, type, default, meaning): the
+platform-wide ``EDU_*`` ones in :data:`CORE_SETTINGS` below, each vendor's in its ``resources.py``
+(``SETTINGS``). :func:`check_settings` parses a table and raises one :class:`ConfigError` naming every bad
+value and the type it expects; the code location runs it before building anything (``definitions.py``),
+and ``./edu status`` reports the same problems. Consumers call ``Setting.get()`` and never parse the
+environment themselves. Secrets (tokens, keys) are not settings: resources read them through
+``dg.EnvVar`` (or, for Xporter, when a token is minted), so their values are never parsed nor echoed here.
 """
 
 from __future__ import annotations
 
+import datetime as dt
+import functools
 import json
+import math
 import os
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Generic, TypeVar
 
 from edu_assets.core.errors import ConfigError, Where
 
 SANDBOX_PORT_DEFAULT = 8765  # where `./edu sandbox` and `./edu dev` serve the emulators unless told otherwise
+T = TypeVar("T")
 
 
 def env(name: str, default: str | None = None) -> str | None:
+    """The raw text of a variable, an empty one counting as unset. For secrets' presence and for modules
+    that have not moved to a :class:`Setting` yet; settings go through ``Setting.get()``."""
     value = os.environ.get(name)
     return value if value not in (None, "") else default
 
 
-def env_float(name: str, default: float) -> float:
-    value = env(name)
-    return float(value) if value is not None else default
+# ---------------------------------------------------------------------------------------------- kinds
+@dataclass(frozen=True)
+class Kind(Generic[T]):
+    """How a variable's text becomes a value, and what the value must be, said as an error would say it."""
+
+    expects: str  # "a whole number of at least 1": read after "<NAME> must be "
+    parse: Callable[[str], T]  # raises ValueError when the text is not such a value
+
+
+def _at_least(value: T, minimum: Any) -> T:
+    if minimum is not None and value < minimum:
+        raise ValueError(value)
+    return value
+
+
+def whole(minimum: int | None = None) -> Kind[int]:
+    """An integer written as one (``"2"``; ``"2.0"`` and ``"two"`` are refused), optionally bounded below."""
+    bound = "" if minimum is None else f" of at least {minimum}"
+    return Kind(f"a whole number{bound}", lambda text: _at_least(int(text.strip()), minimum))
+
+
+def _finite(text: str) -> float:
+    value = float(text.strip())
+    if not math.isfinite(value):  # float() takes "nan" and "inf": neither is a usable duration or rate
+        raise ValueError(text)
+    return value
+
+
+def number(minimum: float | None = None) -> Kind[float]:
+    """A finite decimal number (``"0.5"``, ``"600"``), optionally bounded below."""
+    bound = "" if minimum is None else f" of at least {minimum:g}"
+    return Kind(f"a number{bound}", lambda text: _at_least(_finite(text), minimum))
+
+
+def one_of(*choices: str) -> Kind[str]:
+    """One of a few words, in any case; the value is the choice as written here."""
+    by_key = {c.lower(): c for c in choices}
+    return Kind(f"one of {', '.join(choices)}", lambda text: by_key[text.strip().lower()])
+
+
+def _flag(text: str) -> bool:
+    word = text.strip().lower()
+    if word in ("1", "true", "yes", "on"):
+        return True
+    if word in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(text)
+
+
+def _iso_date(text: str) -> str:
+    return dt.date.fromisoformat(text.strip()).isoformat()
+
+
+def _url(text: str) -> str:
+    if not text.strip().lower().startswith(("http://", "https://")):
+        raise ValueError(text)
+    return text.strip().rstrip("/")
+
+
+TEXT: Kind[str] = Kind("text", str)
+FLAG: Kind[bool] = Kind("true or false (1/0, yes/no, on/off)", _flag)
+DATE: Kind[str] = Kind("a date as YYYY-MM-DD", _iso_date)
+URL: Kind[str] = Kind("an http:// or https:// URL", _url)
+
+
+# ---------------------------------------------------------------------------------------------- settings
+@dataclass(frozen=True)
+class Setting(Generic[T]):
+    """One non-secret environment variable: its name, type, default (when unset or empty) and meaning."""
+
+    name: str
+    kind: Kind[Any]
+    default: T
+    meaning: str  # one line, as the README's table says it
+
+    def problem(self) -> str | None:
+        """What is wrong with the variable's current value, naming it and the type it expects; None if fine."""
+        return _parsed(self, env(self.name))[1]
+
+    def get(self) -> T:
+        """The parsed value (the default when unset); a ConfigError naming the variable when it is invalid."""
+        value, problem = _parsed(self, env(self.name))
+        if problem is not None:
+            raise settings_error([problem])
+        return value
+
+
+@functools.lru_cache(maxsize=1024)
+def _parsed(setting: Setting[Any], raw: str | None) -> tuple[Any, str | None]:
+    """(value, None) or (None, problem): parsed once per distinct text. Keyed on the text rather than read once
+    per process, because ``./edu`` commands and tests set variables after import (``EDU_SANDBOX_URL``)."""
+    if raw is None:
+        return setting.default, None
+    try:
+        return setting.kind.parse(raw), None
+    except (ValueError, KeyError, TypeError):
+        shown = raw if len(raw) <= 60 else raw[:57] + "..."
+        return None, f"{setting.name} must be {setting.kind.expects} (got {shown!r})"
+
+
+def settings_error(problems: list[str]) -> ConfigError:
+    """One error for every bad value, so a deployment fixes them all in one round."""
+    what = f"{len(problems)} invalid setting{'s' if len(problems) > 1 else ''}: {'; '.join(problems)}"
+    return ConfigError(Where("settings"), what,
+                       hint="fix or unset those variables (README: Sandbox, live vendors and configuration), then reload "
+                       "the code location")
+
+
+def settings_problems(table: Iterable[Setting[Any]]) -> list[str]:
+    """Every problem of the table's current values, in table order (``./edu status`` prints them)."""
+    return [p for p in (s.problem() for s in table) if p is not None]
+
+
+def check_settings(table: Iterable[Setting[Any]]) -> None:
+    """Raise one ConfigError naming every invalid variable of the table; return when all are valid."""
+    problems = settings_problems(table)
+    if problems:
+        raise settings_error(problems)
+
+
+SANDBOX_URL: Setting[str | None] = Setting("EDU_SANDBOX_URL", URL, None, "where the sandbox emulators listen; selects the sandbox "
+                      "for every vendor without credentials (`./edu demo`/`dev` set it)")
+DATA_DIR = Setting("EDU_DATA_DIR", TEXT, "data", "the directory under which the lake, catalog and work files go")
+LAKE_ROOT: Setting[str | None] = Setting("EDU_LAKE_ROOT", TEXT, None, "where Parquet datasets go: a directory or s3://bucket/prefix "
+                    "(default <EDU_DATA_DIR>/lake)")
+DUCKDB_PATH: Setting[str | None] = Setting("EDU_DUCKDB_PATH", TEXT, None, "the DuckDB catalog file (default <EDU_DATA_DIR>/edu.duckdb)")
+WORK_DIR: Setting[str | None] = Setting("EDU_WORK_DIR", TEXT, None, "raw downloads and work files (default <EDU_DATA_DIR>/work)")
+WORK_RETENTION_HOURS = Setting("EDU_WORK_RETENTION_HOURS", number(0), 24.0,
+                               "how long a failed landing's raw file and dead runs' work files are kept")
+DUCKDB_MEMORY_LIMIT = Setting("EDU_DUCKDB_MEMORY_LIMIT", TEXT, "200MB", "DuckDB's memory limit per connection")
+DUCKDB_THREADS: Setting[int | None] = Setting("EDU_DUCKDB_THREADS", whole(1), None, "DuckDB's threads per connection (default: DuckDB's)")
+EXPORT_INLINE_WAIT_SECONDS = Setting("EDU_EXPORT_INLINE_WAIT_SECONDS", number(0), 600.0,
+                                     "how long a run waits for a vendor export before the completion sensor takes over")
+EXPORT_DEADLINE_SECONDS = Setting("EDU_EXPORT_DEADLINE_SECONDS", number(0), 6 * 3600.0,
+                                  "when a vendor export is given up")
+EXPORT_POLL_MAX_SECONDS = Setting("EDU_EXPORT_POLL_MAX_SECONDS", number(0), 30.0,
+                                  "the longest pause between two polls of an export")
+SENSOR_TICK_BUDGET_SECONDS = Setting("EDU_SENSOR_TICK_BUDGET_SECONDS", number(0), 40.0,
+                                     "how long a completion sensor's tick may poll (Dagster ends a tick after ~60 s)")
+SENSOR_MAX_POLLS_PER_TICK = Setting("EDU_SENSOR_MAX_POLLS_PER_TICK", whole(1), 100,
+                                    "the most exports a completion sensor polls in one tick")
+HTTP_MAX_ATTEMPTS = Setting("EDU_HTTP_MAX_ATTEMPTS", whole(1), 6, "attempts of a vendor request (retries + 1)")
+HTTP_BACKOFF_BASE = Setting("EDU_HTTP_BACKOFF_BASE", number(0), 0.5, "the first retry's backoff, in seconds")
+HTTP_BACKOFF_CAP = Setting("EDU_HTTP_BACKOFF_CAP", number(0), 30.0, "the longest backoff between retries, in seconds")
+LAKE_RETENTION_HOURS = Setting("EDU_LAKE_RETENTION_HOURS", number(0), 1.0,
+                               "how long an object-store lake keeps replaced files for readers still on them")
+S3_PART_MB = Setting("EDU_S3_PART_MB", number(0), 16.0,
+                    "the part size of multipart uploads to an object store, in MB (S3's minimum, 5, below that)")
+S3_UPLOAD_CONCURRENCY = Setting("EDU_S3_UPLOAD_CONCURRENCY", whole(1), 4, "parts uploaded at once")
+
+CORE_SETTINGS: tuple[Setting[Any], ...] = (
+    SANDBOX_URL, DATA_DIR, LAKE_ROOT, DUCKDB_PATH, WORK_DIR, WORK_RETENTION_HOURS, DUCKDB_MEMORY_LIMIT,
+    DUCKDB_THREADS, EXPORT_INLINE_WAIT_SECONDS, EXPORT_DEADLINE_SECONDS, EXPORT_POLL_MAX_SECONDS,
+    SENSOR_TICK_BUDGET_SECONDS, SENSOR_MAX_POLLS_PER_TICK, HTTP_MAX_ATTEMPTS, HTTP_BACKOFF_BASE, HTTP_BACKOFF_CAP,
+    LAKE_RETENTION_HOURS, S3_PART_MB, S3_UPLOAD_CONCURRENCY,
+)
+"""The platform-wide settings; each vendor declares its own in its ``resources.py`` (``SETTINGS``)."""
 
 
 def sandbox_url() -> str | None:
     """Where the sandbox emulators listen when one is selected (``EDU_SANDBOX_URL``); None otherwise."""
-    url = env("EDU_SANDBOX_URL")
-    return url.rstrip("/") if url else None
+    return SANDBOX_URL.get()
 
 
 @dataclass(frozen=True)
@@ -43,17 +212,17 @@ class LakeSettings:
     catalog_path: Path
     work_dir: Path
     # how long work files are kept: a failed landing's raw file, files of runs that died (see core/workdir.py)
-    work_retention_hours: float = field(default_factory=lambda: env_float("EDU_WORK_RETENTION_HOURS", 24.0))
+    work_retention_hours: float = field(default_factory=WORK_RETENTION_HOURS.get)
 
     @classmethod
     def from_env(cls) -> LakeSettings:
         from edu_assets.core.lakepath import lake_root
 
-        data = Path(env("EDU_DATA_DIR", "data")).absolute()
+        data = Path(DATA_DIR.get()).absolute()
         return cls(
-            root=lake_root(env("EDU_LAKE_ROOT", str(data / "lake")) or ""),  # refuses an unsupported scheme
-            catalog_path=Path(env("EDU_DUCKDB_PATH", str(data / "edu.duckdb"))).absolute(),
-            work_dir=Path(env("EDU_WORK_DIR", str(data / "work"))).absolute(),
+            root=lake_root(LAKE_ROOT.get() or str(data / "lake")),  # refuses an unsupported scheme
+            catalog_path=Path(DUCKDB_PATH.get() or str(data / "edu.duckdb")).absolute(),
+            work_dir=Path(WORK_DIR.get() or str(data / "work")).absolute(),
         )
 
 
@@ -70,15 +239,15 @@ class ExportSettings:
     @classmethod
     def from_env(cls) -> ExportSettings:
         return cls(
-            inline_wait_seconds=env_float("EDU_EXPORT_INLINE_WAIT_SECONDS", 600.0),
-            deadline_seconds=env_float("EDU_EXPORT_DEADLINE_SECONDS", 6 * 3600.0),
-            poll_max_interval_seconds=env_float("EDU_EXPORT_POLL_MAX_SECONDS", 30.0),
-            # Dagster ends a sensor tick after about 60 s; stay well inside it.
-            sensor_tick_budget_seconds=env_float("EDU_SENSOR_TICK_BUDGET_SECONDS", 40.0),
-            sensor_max_polls_per_tick=int(env_float("EDU_SENSOR_MAX_POLLS_PER_TICK", 100)),
+            inline_wait_seconds=EXPORT_INLINE_WAIT_SECONDS.get(),
+            deadline_seconds=EXPORT_DEADLINE_SECONDS.get(),
+            poll_max_interval_seconds=EXPORT_POLL_MAX_SECONDS.get(),
+            sensor_tick_budget_seconds=SENSOR_TICK_BUDGET_SECONDS.get(),
+            sensor_max_polls_per_tick=SENSOR_MAX_POLLS_PER_TICK.get(),
         )
 
 
+# ---------------------------------------------------------------------------------------------- vendor modes
 @dataclass(frozen=True)
 class VendorMode:
     """How one vendor is reached now, decided from the environment alone (``./edu status`` prints it).
@@ -131,26 +300,29 @@ class VendorMode:
         return self
 
 
-def _phrase(names: list[str]) -> str:
+def phrase(names: list[str]) -> str:
+    """``A``, ``A and B``, ``A, B and C``: variable names as a sentence says them."""
     return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
 
 
-def _set_vars(*names: str) -> list[str]:
+def set_vars(*names: str) -> list[str]:
+    """Which of ``names`` are set (non-empty); only presence is read, so secrets can be named here."""
     return [n for n in names if env(n)]
 
 
-def _is(names: list[str]) -> str:
-    return f"{_phrase(names)} {'is' if len(names) == 1 else 'are'}"
+def is_phrase(names: list[str]) -> str:
+    """``A is`` or ``A and B are``."""
+    return f"{phrase(names)} {'is' if len(names) == 1 else 'are'}"
 
 
-def _orphaned(names: list[str], credentials: list[str]) -> list[str]:
+def orphaned(names: list[str], credentials: list[str]) -> list[str]:
     """A problem when a vendor's other variables are set without its credentials (a forgotten secret)."""
     if not names:
         return []
-    return [f"{_is(names)} set but {_is(credentials)} not: set {_phrase(credentials)}, or unset {_phrase(names)}"]
+    return [f"{is_phrase(names)} set but {is_phrase(credentials)} not: set {phrase(credentials)}, or unset {phrase(names)}"]
 
 
-def _json_object_problem(name: str, example: str) -> list[str]:
+def json_object_problem(name: str, example: str) -> list[str]:
     """A problem when the variable is set but is not a JSON object (its value is never echoed: it may be secret)."""
     raw = env(name)
     if raw is None:
@@ -164,10 +336,10 @@ def _json_object_problem(name: str, example: str) -> list[str]:
     return []
 
 
-def _mode(vendor: str, credentials: list[str], live_base: str, needs: str, problems: list[str]) -> VendorMode:
+def vendor_mode(vendor: str, credentials: list[str], live_base: str, needs: str, problems: list[str]) -> VendorMode:
     """Live when any credential is set; else the sandbox when EDU_SANDBOX_URL is set; else not configured."""
     if credentials:
-        return VendorMode(vendor, True, live_base.rstrip("/"), f"{_phrase(credentials)} set", needs, tuple(problems))
+        return VendorMode(vendor, True, live_base.rstrip("/"), f"{phrase(credentials)} set", needs, tuple(problems))
     sandbox = sandbox_url()
     if sandbox:
         return VendorMode(vendor, False, f"{sandbox}/{vendor}", "no credentials; EDU_SANDBOX_URL selects the sandbox",
@@ -175,76 +347,3 @@ def _mode(vendor: str, credentials: list[str], live_base: str, needs: str, probl
     return VendorMode(vendor, False, "", "no credentials and no EDU_SANDBOX_URL", needs, tuple(problems))
 
 
-def stellic_mode() -> VendorMode:
-    base, institution = env("STELLIC_BASE_URL"), env("STELLIC_INSTITUTION")
-    if not base and institution:
-        base = f"https://{institution}.stellic.com"
-    problems: list[str] = []
-    if env("STELLIC_TOKEN"):
-        if not base:
-            problems.append("STELLIC_TOKEN is set but not where your Stellic is: set STELLIC_INSTITUTION "
-                            "(https://<institution>.stellic.com) or STELLIC_BASE_URL")
-    else:
-        problems += _orphaned(_set_vars("STELLIC_INSTITUTION", "STELLIC_BASE_URL"), ["STELLIC_TOKEN"])
-    return _mode("stellic", _set_vars("STELLIC_TOKEN"), base or "",
-                 "STELLIC_TOKEN and STELLIC_INSTITUTION (or STELLIC_BASE_URL)", problems)
-
-
-XPORTER_SECRET_VARS = ("XPORTER_SCHOOL_SECRETS", "XPORTER_SECRETS_FILE", "XPORTER_MANAGEMENT_SECRET")
-
-
-def xporter_mode() -> VendorMode:
-    """Live when any Xporter secret is configured (a JSON mapping, a secrets file or the management secret).
-
-    The secrets file itself is read only when a token is minted (``vendors/xporter/auth.py``); ``./edu
-    status`` reads it too, to report a file that cannot be used."""
-    secrets = _set_vars(*XPORTER_SECRET_VARS)
-    problems = _json_object_problem("XPORTER_SCHOOL_SECRETS", '{"3281101": "<school secret>"}')
-    if secrets and not env("XPORTER_RELYING_PARTY"):
-        problems.append("XPORTER_RELYING_PARTY is not set: set it to the relying party your application was "
-                        "registered with")
-    if not secrets:
-        problems += _orphaned(_set_vars("XPORTER_RELYING_PARTY"),
-                              ["XPORTER_SCHOOL_SECRETS", "XPORTER_MANAGEMENT_SECRET (or XPORTER_SECRETS_FILE)"])
-    return _mode("xporter", secrets, env("XPORTER_BASE_URL", "https://xporter.groupcall.com") or "",
-                 "XPORTER_RELYING_PARTY and the secrets (XPORTER_SCHOOL_SECRETS and XPORTER_MANAGEMENT_SECRET, "
-                 "or XPORTER_SECRETS_FILE)", problems)
-
-
-SKILLSPASS_SECRET_VARS = ("SKILLSPASS_KEY", "SKILLSPASS_TOKEN", "SKILLSPASS_SECRET")
-SKILLSPASS_ENVIRONMENTS = {
-    "production": "https://kube-prod.bluedrop360.com",
-    "test": "https://shared-tp-api-test.30a.dev",  # the vendor's own test tenant, reset daily
-}
-
-
-def skillspass_mode() -> VendorMode:
-    """Live when SKILLSPASS_KEY/TOKEN/SECRET are set; SKILLSPASS_ENVIRONMENT picks production or the
-    vendor's test tenant (SKILLSPASS_BASE_URL overrides both)."""
-    credentials = _set_vars(*SKILLSPASS_SECRET_VARS)
-    environment = (env("SKILLSPASS_ENVIRONMENT", "production") or "production").lower()
-    problems: list[str] = []
-    if environment not in SKILLSPASS_ENVIRONMENTS:
-        problems.append(f"SKILLSPASS_ENVIRONMENT={environment!r} is not one of {', '.join(sorted(SKILLSPASS_ENVIRONMENTS))}: "
-                        "fix it (or set SKILLSPASS_BASE_URL to a full URL and unset it)")
-    missing = [v for v in SKILLSPASS_SECRET_VARS if v not in credentials]
-    if credentials and missing:
-        problems.append(f"{_is(credentials)} set but {_is(missing)} not: SkillsPass needs all three")
-    if not credentials:
-        problems += _orphaned(_set_vars("SKILLSPASS_ENVIRONMENT", "SKILLSPASS_BASE_URL"), list(SKILLSPASS_SECRET_VARS))
-    base = env("SKILLSPASS_BASE_URL") or SKILLSPASS_ENVIRONMENTS.get(environment, "")
-    mode = _mode("skillspass", credentials, base, "SKILLSPASS_KEY, SKILLSPASS_TOKEN and SKILLSPASS_SECRET", problems)
-    return replace(mode, why=f"{mode.why} ({environment})") if mode.live else mode
-
-
-def webadmit_mode() -> VendorMode:
-    """Live when WEBADMIT_API_KEY is set; the host is ``https://<WEBADMIT_DOMAIN or api>.webadmit.org``."""
-    credentials = _set_vars("WEBADMIT_API_KEY")
-    problems = [] if credentials else _orphaned(_set_vars("WEBADMIT_DOMAIN", "WEBADMIT_BASE_URL"), ["WEBADMIT_API_KEY"])
-    base = env("WEBADMIT_BASE_URL") or f"https://{env('WEBADMIT_DOMAIN', 'api')}.webadmit.org"
-    return _mode("webadmit", credentials, base, "WEBADMIT_API_KEY (and WEBADMIT_DOMAIN if yours is not api)", problems)
-
-
-def vendor_modes() -> list[VendorMode]:
-    """Every vendor with whether it is live, sandboxed or not configured, and why (``./edu status``)."""
-    return [stellic_mode(), xporter_mode(), skillspass_mode(), webadmit_mode()]

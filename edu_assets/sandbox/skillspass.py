@@ -43,6 +43,9 @@ from pathlib import Path
 from typing import Any
 
 from .app import Knob, VendorApp, nonneg_float, nonneg_int
+from .credentials import SKILLSPASS_KEY as SANDBOX_KEY
+from .credentials import SKILLSPASS_SECRET as SANDBOX_SECRET
+from .credentials import SKILLSPASS_TOKEN as SANDBOX_TOKEN
 from .csvfaults import content_type_for, write_faulty
 from .faults import CONTENT_KINDS
 from .http import Request, Response, Router, json_response
@@ -72,9 +75,6 @@ __all__ = [
     "decode_job_id",
 ]
 
-SANDBOX_KEY = "skillspass-sandbox-key"
-SANDBOX_TOKEN = "skillspass-sandbox-token"
-SANDBOX_SECRET = "skillspass-sandbox-secret"
 TENANT_KEY = "sandbox"
 FILES_PREFIX = "/skillspass-files"
 EXPORTS_PATH = "/skillspass/tp-api/exports"

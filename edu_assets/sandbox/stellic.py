@@ -35,6 +35,8 @@ from pathlib import Path
 from typing import Any
 
 from .app import Knob, VendorApp, nonneg_float, nonneg_int
+from .credentials import STELLIC_READONLY_TOKEN as READONLY_TOKEN
+from .credentials import STELLIC_TOKEN as SANDBOX_TOKEN
 from .csvfaults import content_type_for, write_faulty
 from .faults import CONTENT_KINDS, Fault
 from .http import Request, Response, Router, json_response
@@ -42,6 +44,7 @@ from .jobs import JobStore, Outcome, Phase
 from .presign import UrlSigner, s3_error
 from .stellic_exports import (
     ASYNC_IF_LARGE_THRESHOLD,
+    COMMON_PARAMS,
     EXPORTS,
     KEYS,
     ExportContext,
@@ -62,8 +65,6 @@ from .synth import FileCache, SqlRandom, TempFileCache, copy_to_csv, seed_for
 
 __all__ = ["EXPORTS", "KEYS", "READONLY_TOKEN", "SANDBOX_TOKEN", "StellicApp"]
 
-SANDBOX_TOKEN = "stellic-sandbox-token"
-READONLY_TOKEN = "stellic-sandbox-readonly-token"
 FILES_PREFIX = "/stellic-files"
 JOB_FAILED_MESSAGE = "Export failed: audit cache rebuild error (sandbox-injected)"
 UNAUTHORIZED = "API token was not provided or the provided API token was incorrect."
@@ -235,24 +236,15 @@ class StellicApp(VendorApp):
         export = EXPORTS.get(data_type)
         if export is None:
             return _errors(f"Unknown data type '{data_type}'", 404)
-        output_format = request.arg("output_format")
-        if not output_format:
-            return _errors("Missing required parameter: output_format", 400)
-        if output_format != "csv":
-            return _errors(
-                f"Invalid value for parameter output_format: '{output_format}'; supported: csv", 400
-            )
-        channel = request.arg("delivery_channel") or None
-        if channel not in (None, "http_file", "s3"):
-            return _errors(
-                f"Invalid value for parameter delivery_channel: '{channel}'; supported: http_file, s3", 400
-            )
         try:
+            # output_format (csv only) and delivery_channel (http_file, s3 or none), as the document lists them
+            common = {p.name: p.parse(request.query.get(p.name, [])) for p in COMMON_PARAMS}
             params = export.parse_params(request.query)
             query = self.build_query(export, params)
         except ParamError as exc:
             return _errors(str(exc), 400)
 
+        channel = common["delivery_channel"]
         run_async = channel == "s3" or (
             channel is None
             and (

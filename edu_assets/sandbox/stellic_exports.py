@@ -1,13 +1,15 @@
 """Stellic's 22 bulk-export data types: parameters, default flow, columns, and data generators.
 
-The contract (which data types exist, each one's parameters: required, type, default, allowed
-values, and its default sync/async flow) is read from `reference/stellic/bulk_exports.yaml`, a
+Each fact has one home. What the document says (which data types exist, each one's parameters:
+name, required, type, default, allowed values; its default sync/async flow; its columns where
+given; the parameters every export takes) is read from `reference/stellic/bulk_exports.yaml`, a
 verbatim copy of the engineering notes extracted from Stellic's "Bulk export reference guide"
 (see `reference/stellic/README.md`), never from the client's catalog: a misreading then shows as
-a failing test instead of being shared by both sides. What the document does not say is the
-emulator's own: natural keys, which parameters are pure filters (`NON_DATA_PARAMS`), and the
-columns, documented only for `engagement_score` and `remaining_non_admin_requirements` (the others
-are plausible inventions in Stellic's Title Case style).
+a failing test instead of being shared by both sides. Its parameter types are used in its own
+words (`PARSERS`). What the document does not say is the emulator's own, in one table (`OWN`):
+natural keys, the generators, and which parameters do not reseed the data. The columns are the
+generators': documented only for `engagement_score` and `remaining_non_admin_requirements` (the
+others are plausible inventions in Stellic's Title Case style).
 
 Every column is a DuckDB expression of the row number `i`, so any volume streams straight to
 CSV (see synth.copy_to_csv). Two randomness sources are used:
@@ -44,11 +46,13 @@ from .synth import (
 )
 
 __all__ = [
+    "COMMON_PARAMS",
     "EXPORTS",
     "KEYS",
     "ExportContext",
     "ExportQuery",
     "ExportType",
+    "Own",
     "Param",
     "ParamError",
     "term_name",
@@ -61,21 +65,74 @@ class ParamError(ValueError):
     """A 400-worthy problem with the query string; the message is shown to the client."""
 
 
+def _last(values: list[str]) -> str:
+    return values[-1].strip()
+
+
+def _boolean(values: list[str]) -> bool:
+    word = _last(values).lower()
+    if word not in ("true", "false", "1", "0"):
+        raise ValueError(word)
+    return word in ("true", "1")
+
+
+def _datetime(values: list[str]) -> datetime:
+    return datetime.fromisoformat(_last(values).replace("Z", "+00:00").replace(" ", "T", 1))
+
+
+def _repeated(cast: Callable[[str], Any]) -> Callable[[list[str]], list[Any]]:
+    """A list sent as repeated keys (`usem_ids=1&usem_ids=2`), duplicates dropped."""
+    return lambda values: [cast(v) for v in dict.fromkeys(v.strip() for v in values)]
+
+
+def _comma_separated(cast: Callable[[str], Any]) -> Callable[[list[str]], list[Any]]:
+    """A list sent as one comma-separated value (`group_ids=9,12`), duplicates dropped."""
+
+    def parse(values: list[str]) -> list[Any]:
+        items = list(dict.fromkeys(p.strip() for v in values for p in v.split(",") if p.strip()))
+        if not items:
+            raise ValueError("empty list")
+        return [cast(v) for v in items]
+
+    return parse
+
+
+# The document's parameter types, in its own words (bulk_exports.yaml `type`), and how each is read
+# from the query string: the emulator has no type names of its own, so a type the document adds
+# fails loading here instead of being parsed as something else.
+PARSERS: dict[str, Callable[[list[str]], Any]] = {
+    "boolean": _boolean,
+    "integer": lambda values: int(_last(values)),
+    "string": _last,
+    "string (unique semester ID)": _last,
+    "string (YYYY-MM-DD HH:MM)": _datetime,
+    "datetime string": _datetime,
+    "date (YYYY-MM-DD)": lambda values: date.fromisoformat(_last(values)),
+    "list[string]": _repeated(str),
+    "list[integer]": _repeated(int),
+    "comma-separated string": _comma_separated(str),
+    "comma-separated integers": _comma_separated(int),
+}
+
+
 @dataclass(frozen=True)
 class Param:
-    """One documented query parameter.
+    """One documented query parameter: every field but `affects_data` is the document's.
 
-    kind: str | int | bool | date | datetime | list_str | list_int (repeated keys) |
-          csv_str | csv_int (one comma-separated value).
-    affects_data: False for filters over a stable population (they do not reseed the data).
+    type: the document's words for it (a key of PARSERS).
+    affects_data: False for parameters that do not change the data (see Own.no_reseed).
     """
 
     name: str
-    kind: str = "str"
+    type: str = "string"
     required: bool = False
     default: Any = None
     choices: tuple[str, ...] = ()
     affects_data: bool = True
+
+    def __post_init__(self) -> None:
+        if self.type not in PARSERS:
+            raise ValueError(f"parameter {self.name} has a type the emulator cannot parse: {self.type!r}")
 
     def parse(self, values: list[str]) -> Any:
         values = [v for v in values if v.strip() != ""]
@@ -84,7 +141,7 @@ class Param:
                 raise ParamError(f"Missing required parameter: {self.name}")
             return self.default
         try:
-            value = self._parse(values)
+            value = PARSERS[self.type](values)
         except ValueError:
             raise ParamError(f"Invalid value for parameter {self.name}: {', '.join(values)!r}") from None
         if self.choices and value not in self.choices:
@@ -92,31 +149,6 @@ class Param:
                 f"Invalid value for parameter {self.name}: {value!r}; allowed: {', '.join(self.choices)}"
             )
         return value
-
-    def _parse(self, values: list[str]) -> Any:
-        last = values[-1].strip()
-        if self.kind == "str":
-            return last
-        if self.kind == "int":
-            return int(last)
-        if self.kind == "bool":
-            lowered = last.lower()
-            if lowered not in ("true", "false", "1", "0"):
-                raise ValueError(last)
-            return lowered in ("true", "1")
-        if self.kind == "date":
-            return date.fromisoformat(last)
-        if self.kind == "datetime":
-            return datetime.fromisoformat(last.replace("Z", "+00:00").replace(" ", "T", 1))
-        if self.kind in ("list_str", "list_int"):
-            items = list(dict.fromkeys(v.strip() for v in values))
-            return [int(v) for v in items] if self.kind == "list_int" else items
-        if self.kind in ("csv_str", "csv_int"):
-            items = list(dict.fromkeys(p.strip() for v in values for p in v.split(",") if p.strip()))
-            if not items:
-                raise ValueError("empty list")
-            return [int(v) for v in items] if self.kind == "csv_int" else items
-        raise AssertionError(f"unknown parameter kind {self.kind}")
 
 
 # -- what a generator returns -------------------------------------------------------------------
@@ -1038,101 +1070,99 @@ def build_permissions(ctx: ExportContext) -> ExportQuery:
     )
 
 
-# -- the catalogue: the document's data types, bound to this module's generators -----------------
+# -- the catalogue: the document's data types, bound to what the emulator adds ---------------------
 
 REFERENCE = Path(__file__).with_name("reference") / "stellic" / "bulk_exports.yaml"
 
-# The reference's parameter types (free text from the KB) -> how the emulator parses the query string.
-_KINDS = {
-    "boolean": "bool",
-    "integer": "int",
-    "string": "str",
-    "string (unique semester ID)": "str",
-    "string (YYYY-MM-DD HH:MM)": "datetime",
-    "datetime string": "datetime",
-    "date (YYYY-MM-DD)": "date",
-    "list[string]": "list_str",
-    "list[integer]": "list_int",
-    "comma-separated string": "csv_str",
-    "comma-separated integers": "csv_int",
-}
 
-# Parameters that filter a stable population rather than change it (they do not reseed the data):
-# overlapping windows must return the same records. The emulator's choice; the document is silent.
-NON_DATA_PARAMS = {
-    ("audit_requirements", "reset_cache"),
-    ("registration_details", "timestamp"),
-    ("graduation_applications", "updated_since"),
-    ("graduation_applications", "use_local_timezone"),
-    ("all_appointments", "start"),
-    ("all_appointments", "end"),
-    ("all_appointments", "fields"),
-}
+@dataclass(frozen=True)
+class Own:
+    """What the emulator decides for one data type where the document is silent.
 
-# Natural keys (unique within one file) and generators: the emulator's own, not documented.
-_GENERATORS: dict[str, tuple[tuple[str, ...], Callable[[ExportContext], ExportQuery]]] = {
-    "audit_data": (("Audit ID",), build_audit_data),
-    "audit_requirements": (("Requirement ID",), build_audit_requirements),
-    "incorrect_audit_applications": (("Student ID",), build_incorrect_audit_applications),
-    "programs_without_audits": (("Program ID",), build_programs_without_audits),
-    "requirement_units_taken": (("Student ID", "Requirement Screen Name"), build_requirement_units_taken),
-    "plan_courses": (("Student ID", "Term", "Course Code"), build_plan_courses),
-    "plancourse_enrollment_by_term": (("Term", "Course Code"), build_plancourse_enrollment_by_term),
-    "registration_details": (("Student ID", "Course Code"), build_registration_details),
-    "sections_counting_for_reqs": (("Usem ID", "Section ID", "Requirement ID"), build_sections_counting_for_reqs),
-    "bulk_exceptions_detailed": (("Exception ID",), build_bulk_exceptions_detailed),
-    "export_workflow_responses": (("Response ID",), build_export_workflow_responses),
-    "bulk_pathways": (("Pathway ID", "Sequence"), build_bulk_pathways),
-    "student_geneds": (("Student ID", "GenEd Category"), build_student_geneds),
-    "engagement_score": (("ID",), build_engagement_score),
-    "graduation_applications": (("Application ID",), build_graduation_applications),
-    "remaining_non_admin_requirements": (("Student ID",), build_remaining_non_admin_requirements),
-    "all_appointments": (("Appointment ID",), build_all_appointments),
-    "appointments_admin_info": (("Staff ID",), build_appointments_admin_info),
-    "tagged_notes": (("Note ID",), build_tagged_notes),
-    "dynamic_group_entities": (("Entity Type", "Entity ID"), build_dynamic_group_entities),
-    "user_groups": (("Group ID",), build_user_groups),
-    "permissions": (("Permission ID",), build_permissions),
+    keys: the natural key (unique within one file).
+    build: the generator of its rows.
+    no_reseed: documented parameters that do not change the data (filters over one stable
+      population, the cache switch), so they do not reseed it: overlapping windows must return the
+      same records.
+    """
+
+    keys: tuple[str, ...]
+    build: Callable[[ExportContext], ExportQuery]
+    no_reseed: tuple[str, ...] = ()
+
+
+# The emulator's own description of each documented data type: its only one (the rest is the YAML's).
+OWN: dict[str, Own] = {
+    "audit_data": Own(("Audit ID",), build_audit_data),
+    "audit_requirements": Own(("Requirement ID",), build_audit_requirements, ("reset_cache",)),
+    "incorrect_audit_applications": Own(("Student ID",), build_incorrect_audit_applications),
+    "programs_without_audits": Own(("Program ID",), build_programs_without_audits),
+    "requirement_units_taken": Own(("Student ID", "Requirement Screen Name"), build_requirement_units_taken),
+    "plan_courses": Own(("Student ID", "Term", "Course Code"), build_plan_courses),
+    "plancourse_enrollment_by_term": Own(("Term", "Course Code"), build_plancourse_enrollment_by_term),
+    "registration_details": Own(("Student ID", "Course Code"), build_registration_details, ("timestamp",)),
+    "sections_counting_for_reqs": Own(("Usem ID", "Section ID", "Requirement ID"), build_sections_counting_for_reqs),
+    "bulk_exceptions_detailed": Own(("Exception ID",), build_bulk_exceptions_detailed),
+    "export_workflow_responses": Own(("Response ID",), build_export_workflow_responses),
+    "bulk_pathways": Own(("Pathway ID", "Sequence"), build_bulk_pathways),
+    "student_geneds": Own(("Student ID", "GenEd Category"), build_student_geneds),
+    "engagement_score": Own(("ID",), build_engagement_score),
+    "graduation_applications": Own(("Application ID",), build_graduation_applications,
+                                   ("updated_since", "use_local_timezone")),
+    "remaining_non_admin_requirements": Own(("Student ID",), build_remaining_non_admin_requirements),
+    "all_appointments": Own(("Appointment ID",), build_all_appointments, ("start", "end", "fields")),
+    "appointments_admin_info": Own(("Staff ID",), build_appointments_admin_info),
+    "tagged_notes": Own(("Note ID",), build_tagged_notes),
+    "dynamic_group_entities": Own(("Entity Type", "Entity ID"), build_dynamic_group_entities),
+    "user_groups": Own(("Group ID",), build_user_groups),
+    "permissions": Own(("Permission ID",), build_permissions),
 }  # fmt: skip
 
 
-def _param(data_type: str, raw: dict[str, Any]) -> Param:
-    kind = _KINDS.get(str(raw.get("type")))
-    if kind is None:
-        raise ValueError(
-            f"{REFERENCE.name}: {data_type}.{raw['name']} has a type the emulator cannot parse: {raw.get('type')!r}"
-        )
+def _param(raw: dict[str, Any], no_reseed: tuple[str, ...] = ()) -> Param:
     return Param(
         raw["name"],
-        kind,
+        str(raw.get("type")),
         required=bool(raw.get("required")),
         default=raw.get("default"),
         choices=tuple(raw.get("allowed_values") or ()),
-        affects_data=(data_type, raw["name"]) not in NON_DATA_PARAMS,
+        affects_data=raw["name"] not in no_reseed,
     )
+
+
+def _export(documented: dict[str, Any], own: Own) -> ExportType:
+    name = documented["name"]
+    raw_params = documented.get("parameters") or []
+    unknown = sorted(set(own.no_reseed) - {p["name"] for p in raw_params})
+    if unknown:
+        raise ValueError(f"{REFERENCE.name}: {name} documents no parameter {unknown} (named in OWN.no_reseed)")
+    try:
+        params = tuple(_param(p, own.no_reseed) for p in raw_params)
+    except ValueError as exc:
+        raise ValueError(f"{REFERENCE.name}: {name}: {exc}") from None
+    columns = tuple(documented.get("export_columns") or ())
+    return ExportType(name, documented["default_flow"], own.keys, own.build, params, columns)
 
 
 def load_reference(path: Path = REFERENCE) -> tuple[dict[str, ExportType], dict[str, Any]]:
     """The documented data types as emulator export types, and the document's common endpoint facts."""
     with open(path, encoding="utf-8") as f:
         raw = yaml.safe_load(f)
-    documented = [d["name"] for d in raw["data_types"]]
-    if set(documented) != set(_GENERATORS):
+    documented = {d["name"]: d for d in raw["data_types"]}
+    if set(documented) != set(OWN):
         raise ValueError(
-            f"{path.name} documents {sorted(set(documented) - set(_GENERATORS))} without a generator here, "
-            f"and the emulator generates {sorted(set(_GENERATORS) - set(documented))} that it does not document"
+            f"{path.name} documents {sorted(set(documented) - set(OWN))} without a generator here, "
+            f"and the emulator generates {sorted(set(OWN) - set(documented))} that it does not document"
         )
-    exports = {}
-    for d in raw["data_types"]:
-        keys, build = _GENERATORS[d["name"]]
-        params = tuple(_param(d["name"], p) for p in d.get("parameters") or [])
-        exports[d["name"]] = ExportType(
-            d["name"], d["default_flow"], keys, build, params, tuple(d.get("export_columns") or ())
-        )
-    return exports, raw["endpoint"]
+    return {name: _export(d, OWN[name]) for name, d in documented.items()}, raw["endpoint"]
 
 
 EXPORTS, ENDPOINT = load_reference()
+
+# The query parameters every export takes (output_format, delivery_channel), as the document lists them.
+COMMON_PARAMS: tuple[Param, ...] = tuple(
+    _param(p) for p in ENDPOINT["common_parameters"] if p.get("location") == "query"
+)
 
 # Natural-key columns per data type (unique within one export file).
 KEYS: dict[str, list[str]] = {name: list(export.keys) for name, export in EXPORTS.items()}

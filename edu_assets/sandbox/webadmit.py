@@ -44,6 +44,7 @@ from typing import Any
 from urllib.parse import parse_qs, quote, urlencode, urlsplit
 
 from .app import Knob, VendorApp, nonneg_float, nonneg_int
+from .credentials import WEBADMIT_API_KEY as SANDBOX_API_KEY
 from .http import Request, Response, Router, json_response
 from .jobs import Job, JobStore, Outcome, Phase
 from .presign import UrlSigner, s3_error
@@ -73,7 +74,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-SANDBOX_API_KEY = "webadmit-sandbox-key"
 FILES_PREFIX = "/webadmit-files"
 API_PATH = "/api/v1"
 EXPORT_FILE_ID_START = 74780

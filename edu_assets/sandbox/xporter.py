@@ -48,6 +48,9 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from .app import Knob, VendorApp, nonneg_float, nonneg_int
+from .credentials import XPORTER_MANAGEMENT_SECRET as MANAGEMENT_SECRET
+from .credentials import XPORTER_RELYING_PARTY as RELYING_PARTY
+from .credentials import xporter_school_secret as school_secret
 from .http import Request, Response
 from .synth import rng_for
 from .xporter_data import (
@@ -77,8 +80,6 @@ __all__ = [
     "school_secret",
 ]
 
-RELYING_PARTY = "edu-assets.sandbox"
-MANAGEMENT_SECRET = "sandbox-management-secret"
 THIRD_PARTY_ID = "XporterOnDemand"
 STS_PATH = "/idaas/sts/STS/GetToken"
 STATUSES = ("authorised", "pending", "revoked", "paused")
@@ -121,11 +122,6 @@ MANAGEMENT_PARAMS: dict[str, tuple[str, ...]] = {
     "Usage": (),
     "GDPRIDs": (),
 }
-
-
-def school_secret(estab: str) -> str:
-    """The sandbox's schoolSecret for an estab (what the school would have issued on authorising)."""
-    return f"sandbox-secret-{estab}"
 
 
 def _json(obj: Any, status: int = 200) -> Response:
@@ -630,7 +626,7 @@ class XporterApp(VendorApp):
     def describe(self) -> str:
         return (
             f"xporter   {self.base_url}   STS: POST {self.base_url}{STS_PATH} relyingParty={RELYING_PARTY} "
-            f"password=sandbox-secret-<estab> (management: {MANAGEMENT_SECRET}); "
+            f"password={school_secret('<estab>')} (management: {MANAGEMENT_SECRET}); "
             f"schools {', '.join(f'{s.estab}={s.status}' for s in self._schools.values())}"
         )
 

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import dagster as dg
 
-from edu_assets.vendors.skillspass.assets import asset_key, build_all
+from edu_assets.vendors.skillspass.assets import asset_key, build_all, views
 from edu_assets.vendors.skillspass.automation import (
     build_activity_discovery_sensor,
     build_completion_sensor,
     build_daily_schedules,
+    demo_plan,
 )
 from edu_assets.vendors.skillspass.catalog import load_catalog
 from edu_assets.vendors.skillspass.resources import skillspass_resource_from_env
+
+__all__ = ["definitions", "demo_plan", "views"]
 
 
 def definitions() -> dg.Definitions:

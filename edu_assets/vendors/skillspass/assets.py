@@ -24,17 +24,16 @@ from typing import Any
 import dagster as dg
 
 from edu_assets.core import export_records as records
-from edu_assets.core.catalog import Current
+from edu_assets.core.catalog import Current, ViewSpec
 from edu_assets.core.checks import DatasetChecks, checks_only, evaluate_selected
 from edu_assets.core.errors import ConfigError, VendorHTTPError, Where
 from edu_assets.core.export_asset import ExportRequest, LandedTable, Landing, land_and_close
 from edu_assets.core.exports import ExportHandle
 from edu_assets.core.lake import Lake
 from edu_assets.core.resources import LakeResource
-from edu_assets.core.settings import env
 from edu_assets.vendors.skillspass.catalog import ExportSpec, load_catalog
 from edu_assets.vendors.skillspass.client import VENDOR, SkillsPassClient, iso_instant
-from edu_assets.vendors.skillspass.partitions import ACTIVITY_BY_DAY, DAILY, WINDOW_DIMS
+from edu_assets.vendors.skillspass.partitions import WINDOW_DIMS, activity_by_day, daily
 from edu_assets.vendors.skillspass.resources import SkillsPassResource
 
 GROUP = POOL = VENDOR
@@ -43,9 +42,9 @@ GROUP = POOL = VENDOR
 class SkillsPassExportConfig(dg.Config):
     """Run config of every SkillsPass export asset."""
 
-    format: str | None = None  # CSV or JSONL; default: SKILLSPASS_FORMAT, else the catalog's first format
+    format: str | None = None  # CSV or JSONL; default: the resource's (SKILLSPASS_FORMAT), else the catalog's first
     days_per_job: int | None = (
-        None  # days one vendor job covers in a backfill; default SKILLSPASS_DAYS_PER_JOB or 1
+        None  # days one vendor job covers in a backfill; default: the resource's (SKILLSPASS_DAYS_PER_JOB, 1)
     )
     inline_wait_seconds: float | None = None  # how long a run waits for its jobs before deferring them
 
@@ -54,8 +53,9 @@ def asset_key(spec: ExportSpec) -> dg.AssetKey:
     return dg.AssetKey([VENDOR, spec.name])
 
 
-def _format(spec: ExportSpec, config: SkillsPassExportConfig, where: Where) -> str:
-    chosen = (config.format or env("SKILLSPASS_FORMAT") or spec.default_format).upper()
+def _format(spec: ExportSpec, config: SkillsPassExportConfig, where: Where, default: str | None = None) -> str:
+    """The run config's format, else the resource's default (``SKILLSPASS_FORMAT``), else the catalog's first."""
+    chosen = (config.format or default or spec.default_format).upper()
     if chosen not in spec.formats:
         if config.format is None:
             return spec.default_format  # an environment-wide default that this export does not offer
@@ -63,12 +63,9 @@ def _format(spec: ExportSpec, config: SkillsPassExportConfig, where: Where) -> s
     return chosen
 
 
-def _days_per_job(config: SkillsPassExportConfig, where: Where) -> int:
-    value = (
-        config.days_per_job
-        if config.days_per_job is not None
-        else int(env("SKILLSPASS_DAYS_PER_JOB", "1") or 1)
-    )
+def _days_per_job(config: SkillsPassExportConfig, where: Where, default: int = 1) -> int:
+    """The run config's days per job, else the resource's default (``SKILLSPASS_DAYS_PER_JOB``)."""
+    value = config.days_per_job if config.days_per_job is not None else default
     if value < 1:
         raise ConfigError(where, f"days_per_job must be at least 1, got {value}")
     return value
@@ -250,7 +247,7 @@ def build_window_asset(spec: ExportSpec) -> dg.AssetsDefinition:
 
     @dg.multi_asset(
         backfill_policy=dg.BackfillPolicy.single_run(),
-        **_asset_args(spec, DAILY, "daily_window", "UTC day", checks),
+        **_asset_args(spec, daily(), "daily_window", "UTC day", checks),
     )
     def _export(
         context: dg.AssetExecutionContext,
@@ -263,14 +260,15 @@ def build_window_asset(spec: ExportSpec) -> dg.AssetsDefinition:
             yield from evaluate_selected(context, {key: checks}, the_lake)
             return
         where = Where(VENDOR, spec.name)
-        fmt = _format(spec, config, where)
+        fmt = _format(spec, config, where, skillspass.default_format)
         tagged = records.tagged_handle(context)
         span = tagged.details.get(records.PARTITION_RANGE) if tagged else None
         if span:  # relaunched by the completion sensor: resume exactly that job's window
             windows = [(span[0], span[-1])]
         else:
             windows = plan_windows(
-                list(context.partition_keys), _days_per_job(config, where), landed_windows(the_lake, spec)
+                list(context.partition_keys), _days_per_job(config, where, skillspass.days_per_job),
+                landed_windows(the_lake, spec),
             )
         export_type = spec.legacy_type if skillspass.legacy_types and spec.legacy_type else spec.export_type
         client = skillspass.client(context.log)
@@ -291,7 +289,7 @@ def build_window_asset(spec: ExportSpec) -> dg.AssetsDefinition:
                     api=client,
                     start=_start(client, body, w, key.to_user_string(), first, [first, last]),
                     expected_columns=spec.columns if fmt == "CSV" else None,
-                    current=Current(spec.keys, "window_end") if spec.keys else None,
+                    views=views(),
                     land=_land_file(spec, fmt, supersede=True),
                     suffix=f".{fmt.lower()}",
                     checks=checks if fmt == "CSV" else None,
@@ -310,7 +308,7 @@ def build_window_asset(spec: ExportSpec) -> dg.AssetsDefinition:
 def build_interactions_asset(spec: ExportSpec) -> dg.AssetsDefinition:
     key = asset_key(spec)
 
-    @dg.multi_asset(**_asset_args(spec, ACTIVITY_BY_DAY, "activity_x_day", "activity and UTC day"))
+    @dg.multi_asset(**_asset_args(spec, activity_by_day(), "activity_x_day", "activity and UTC day"))
     def _export(
         context: dg.AssetExecutionContext,
         config: SkillsPassExportConfig,
@@ -331,7 +329,7 @@ def build_interactions_asset(spec: ExportSpec) -> dg.AssetsDefinition:
                 f"learning activity ids are numbers; partition has {activity!r}",
                 hint="delete that partition of skillspass_activity",
             )
-        fmt = _format(spec, config, where)
+        fmt = _format(spec, config, where, skillspass.default_format)
         start, end = day_window(day, day)
         body = export_body(start, end, spec.export_type, fmt, int(activity))
         client = skillspass.client(context.log)
@@ -345,7 +343,7 @@ def build_interactions_asset(spec: ExportSpec) -> dg.AssetsDefinition:
             start=_start(client, body, where, key.to_user_string(), str(pkey), [str(pkey), str(pkey)]),
             land=_land_file(spec, fmt, supersede=False),
             suffix=".jsonl",
-            current=Current(spec.keys, "date") if spec.keys else None,
+            views=views(),
             extra_metadata={"learning_activity_id": int(activity), "startDate": start, "endDate": end},
         )
         yield from _materialize(context, client, [request], config, lake)
@@ -370,7 +368,18 @@ def build_checks(spec: ExportSpec) -> DatasetChecks | None:
             None,
         )
 
-    return DatasetChecks(asset_key(spec), DAILY, expected_columns=spec.columns, locate=locate)
+    return DatasetChecks(asset_key(spec), daily(), expected_columns=spec.columns, locate=locate)
+
+
+def views() -> list[ViewSpec]:
+    """Every SkillsPass dataset's DuckDB views, declared once for its landing and for ``edu catalog``: an
+    export with keys is a change feed, so it also gets ``_current``, each key's row from the newest window
+    (``window_end``), or the newest day for the per-activity interactions (``date``)."""
+    return [ViewSpec(VENDOR, s.name, current=_current(s)) for s in load_catalog()]
+
+
+def _current(spec: ExportSpec) -> Current | None:
+    return Current(spec.keys, "date" if spec.per_activity else "window_end") if spec.keys else None
 
 
 def build_all() -> list[dg.AssetsDefinition]:

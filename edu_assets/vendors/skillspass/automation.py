@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import dagster as dg
 import duckdb
 
 from edu_assets.core.configured import latest_partition_schedule, skip_unless_configured
+from edu_assets.core.demo_plan import DemoContext, Run, Say, Step, Tick, range_tags
 from edu_assets.core.export_sensor import build_export_completion_sensor
 from edu_assets.core.lake import connect, parquet_file
 from edu_assets.core.lakepath import lake_root
-from edu_assets.core.settings import skillspass_mode
 from edu_assets.vendors.skillspass.assets import asset_key
-from edu_assets.vendors.skillspass.catalog import ExportSpec
+from edu_assets.vendors.skillspass.catalog import ExportSpec, load_catalog
 from edu_assets.vendors.skillspass.client import VENDOR
-from edu_assets.vendors.skillspass.partitions import ACTIVITIES, ACTIVITY_BY_DAY, DAILY
+from edu_assets.vendors.skillspass.partitions import ACTIVITIES, activity_by_day, daily
+from edu_assets.vendors.skillspass.resources import skillspass_mode
 
 ACTIVITY_COLUMN = "learning_activity_id"
 
@@ -93,12 +96,12 @@ def build_daily_schedules(specs: tuple[ExportSpec, ...]) -> list[dg.ScheduleDefi
     window_keys = [asset_key(s) for s in specs if not s.per_activity]
     interaction_keys = [asset_key(s) for s in specs if s.per_activity]
     windows_job = dg.define_asset_job(
-        "skillspass_daily_windows", selection=dg.AssetSelection.assets(*window_keys), partitions_def=DAILY,
+        "skillspass_daily_windows", selection=dg.AssetSelection.assets(*window_keys), partitions_def=daily(),
         tags={"edu/vendor": VENDOR}, description="Yesterday's changes of every SkillsPass window export.",
     )
     interactions_job = dg.define_asset_job(
         "skillspass_daily_interactions", selection=dg.AssetSelection.assets(*interaction_keys),
-        partitions_def=ACTIVITY_BY_DAY, tags={"edu/vendor": VENDOR},
+        partitions_def=activity_by_day(), tags={"edu/vendor": VENDOR},
         description="Yesterday's interactions of every discovered learning activity.",
     )
 
@@ -106,13 +109,33 @@ def build_daily_schedules(specs: tuple[ExportSpec, ...]) -> list[dg.ScheduleDefi
                  execution_timezone="UTC")
     @skip_unless_configured(skillspass_mode)
     def interactions(context: dg.ScheduleEvaluationContext) -> list[dg.RunRequest]:
-        day = DAILY.get_last_partition_key(current_time=context.scheduled_execution_time)
+        day = daily().get_last_partition_key(current_time=context.scheduled_execution_time)
         if day is None:
             return []
         keys = [dg.MultiPartitionKey({"activity": a, "date": day})
                 for a in context.instance.get_dynamic_partitions(ACTIVITIES.name)]
         return [dg.RunRequest(run_key=f"interactions-{k}", partition_key=k) for k in keys]
 
-    windows = latest_partition_schedule(windows_job, DAILY, name="skillspass_daily_windows_schedule",
+    windows = latest_partition_schedule(windows_job, daily(), name="skillspass_daily_windows_schedule",
                                         mode=skillspass_mode, hour_of_day=4)
     return [windows, interactions]
+
+
+DEMO_DAYS = 7  # daily windows of every window export the demo loads
+
+
+def demo_plan(ctx: DemoContext) -> Iterator[Step]:
+    """The last ``DEMO_DAYS`` daily windows of every window export in one run (one vendor job per day,
+    polled together), then the activity-discovery sensor, then the last day's interactions of every
+    activity it found."""
+    specs = load_catalog()
+    window = daily().get_partition_keys()[-DEMO_DAYS:]
+    yield Say(f"skillspass: {window[0]}..{window[-1]}")
+    yield Run(f"skillspass window exports, {len(window)} days", tuple(asset_key(s) for s in specs if not s.per_activity),
+              tags=range_tags(window[0], window[-1]), missing="deferred")
+    yield Tick("skillspass_activity_discovery")
+    interactions = tuple(asset_key(s) for s in specs if s.per_activity)
+    for activity in ctx.instance.get_dynamic_partitions(ACTIVITIES.name):
+        key = dg.MultiPartitionKey({"activity": activity, "date": window[-1]})
+        yield Run(f"skillspass interactions, activity {activity}, {window[-1]}", interactions, str(key),
+                  missing="deferred")

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import dagster as dg
 
-from edu_assets.vendors.stellic.assets import build_all
-from edu_assets.vendors.stellic.automation import build_completion_sensor, build_snapshot_schedule
+from edu_assets.vendors.stellic.assets import build_all, views
+from edu_assets.vendors.stellic.automation import build_completion_sensor, build_snapshot_schedule, demo_plan
 from edu_assets.vendors.stellic.catalog import load_catalog
 from edu_assets.vendors.stellic.partner import build_partner_assets
 from edu_assets.vendors.stellic.resources import stellic_resource_from_env
+
+__all__ = ["definitions", "demo_plan", "views"]
 
 
 def definitions() -> dg.Definitions:

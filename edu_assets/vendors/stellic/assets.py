@@ -9,12 +9,13 @@ from typing import Any
 
 import dagster as dg
 
+from edu_assets.core.catalog import ViewSpec
 from edu_assets.core.checks import DatasetChecks, checks_only, evaluate_selected
 from edu_assets.core.errors import ConfigError, Where
 from edu_assets.core.export_asset import ExportRequest, land_and_close
 from edu_assets.core.lake import DATA_FILE, Lake
 from edu_assets.core.resources import LakeResource
-from edu_assets.vendors.stellic.catalog import ExportSpec, build_query, load_catalog
+from edu_assets.vendors.stellic.catalog import ExportSpec, build_query, load_catalog, load_partner_reads
 from edu_assets.vendors.stellic.client import VENDOR
 from edu_assets.vendors.stellic.partitions import PARTITIONINGS, Partitioning, check_snapshot_date
 from edu_assets.vendors.stellic.resources import StellicResource
@@ -45,6 +46,7 @@ def build_export_asset(spec: ExportSpec) -> dg.AssetsDefinition:
     part = PARTITIONINGS[spec.partitioning]
     needs = ", ".join(p.name for p in spec.required_params)
     checks = build_checks(spec)
+    declared = views()
 
     @dg.multi_asset(
         name=f"{VENDOR}__{spec.name}",
@@ -107,7 +109,7 @@ def build_export_asset(spec: ExportSpec) -> dg.AssetsDefinition:
             start=start,
             encoding=spec.encoding,
             expected_columns=spec.columns,
-            latest_by=part.dim if part.snapshot else None,
+            views=declared,
             extra_metadata={"request_params": ", ".join(f"{k}={v}" for k, v in query), "request_path": path},
             checks=checks,
         )
@@ -130,6 +132,21 @@ def build_checks(spec: ExportSpec) -> DatasetChecks:
         expected_columns=spec.columns,
         locate=locate,
     )
+
+
+def views() -> list[ViewSpec]:
+    """Every Stellic dataset's DuckDB views, declared once for its landing and for ``edu catalog``: a
+    snapshot export's ``_latest`` is its newest capture date; time-window and term exports have no newest
+    partition to pick (their partitions are not versions of one another), and the partner reads have plain
+    views only."""
+    reads, _ = load_partner_reads()
+    return [*(ViewSpec(VENDOR, s.name, latest_by=_snapshot_dim(s)) for s in load_catalog()),
+            *(ViewSpec(VENDOR, r.name) for r in reads)]
+
+
+def _snapshot_dim(spec: ExportSpec) -> str | None:
+    part = PARTITIONINGS[spec.partitioning]
+    return part.dim if part.snapshot else None
 
 
 def build_all() -> list[dg.AssetsDefinition]:

@@ -1,109 +1,223 @@
 """Loads ``catalog.yaml`` into typed specs (bulk exports, partner API reads) and turns run config into query
-parameters."""
+parameters.
+
+The specs are pydantic models (:mod:`edu_assets.core.catalog_model`): a misspelt key or an unknown value
+stops the definitions from loading with a message naming the file, the entry and the key. Parameter values
+(run config, ``STELLIC_EXPORT_PARAMS``, catalog defaults) are checked against the declared type before any
+request, so ``"maybe"`` is never sent as ``false``."""
 
 from __future__ import annotations
 
 import itertools
 import json
+import string
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args
 from urllib.parse import quote
 
-import yaml
+from pydantic import Field, StrictBool, field_validator, model_validator
 
+from edu_assets.core.catalog_model import CatalogModel, Columns, catalog_error, load_yaml_model
 from edu_assets.core.errors import ConfigError, Where
 from edu_assets.core.settings import env
+from edu_assets.vendors.stellic.client import VENDOR
+from edu_assets.vendors.stellic.partitions import PARTITIONINGS
 
 CATALOG_PATH = Path(__file__).with_name("catalog.yaml")
-PARAM_TYPES = {"str", "int", "bool", "list", "csv"}
-APIS = ("bulk", "partner")
-READ_KINDS = ("bulk", "per_student")
+ENV_PARAMS = "STELLIC_EXPORT_PARAMS"
+_ENV_SHAPE = '{"<export>": {"<param>": value}}'
+
+ParamType = Literal["str", "int", "bool", "list", "csv"]
+Api = Literal["bulk", "partner"]
+ReadKind = Literal["bulk", "per_student"]
+Flow = Literal["sync", "async", "async_if_large"]
+PartitioningKind = Literal[tuple(PARTITIONINGS)]  # type: ignore[valid-type]  # one per partitions.py kind
+PARAM_TYPES = set(get_args(ParamType))
+APIS: tuple[str, ...] = get_args(Api)
+READ_KINDS: tuple[str, ...] = get_args(ReadKind)
 
 
-@dataclass(frozen=True)
-class Param:
+# ------------------------------------------------------------------------------ parameter values
+
+
+class BadValue(ValueError):
+    """A parameter value the vendor would misread; the message says what was expected."""
+
+
+_BOOL_TEXT = {"true": "true", "1": "true", "false": "false", "0": "false"}
+EXPECTED = {
+    "bool": "true or false",
+    "int": "a whole number",
+    "list": "a string or a list of strings",
+    "csv": "a string or a list of strings",
+    "str": "a string",
+}
+
+
+def _as_bool(value: Any) -> str:
+    """Only a real boolean or its spelling: ``"maybe"`` or ``["no"]`` must not become a silent true/false."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str) and value.strip().lower() in _BOOL_TEXT:
+        return _BOOL_TEXT[value.strip().lower()]
+    raise BadValue(f"must be {EXPECTED['bool']}")
+
+
+def _as_int(value: Any) -> str:
+    """An int or ASCII digits (``str.isdigit`` alone accepts "२३"); a bool is not a number here."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    if isinstance(value, str) and value.strip().isascii() and value.strip().isdigit():
+        return str(int(value))
+    raise BadValue(f"must be {EXPECTED['int']}")
+
+
+def _as_text(value: Any, expected: str) -> str:
+    """A string, or a number written as one; anything else (a dict's repr) is refused."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return str(value)
+    raise BadValue(f"must be {expected}")
+
+
+def _as_items(value: Any, expected: str) -> list[str]:
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, list | tuple):
+        return [_as_text(v, expected) for v in value]
+    raise BadValue(f"must be {expected}")
+
+
+def encode_param(param: Param, value: Any) -> list[tuple[str, str]]:
+    """``value`` as query pairs for ``param``'s declared type; :class:`BadValue` when it does not fit."""
+    expected = EXPECTED[param.type]
+    if param.type == "bool":
+        return [(param.name, _as_bool(value))]
+    if param.type == "int":
+        return [(param.name, _as_int(value))]
+    if param.type == "list":
+        return [(param.name, v) for v in _as_items(value, expected)]
+    if param.type == "csv":
+        return [(param.name, ",".join(_as_items(value, expected)))]
+    text = _as_text(value, expected)
+    if param.choices and text not in param.choices:
+        raise BadValue(f"must be one of {list(param.choices)}")
+    return [(param.name, text)]
+
+
+def _is_empty(value: Any) -> bool:
+    return value is None or (isinstance(value, str | list | tuple) and len(value) == 0)
+
+
+# ------------------------------------------------------------------------------ catalog models
+
+
+class Param(CatalogModel):
+    """A query parameter that is not the partition; ``type`` says which values it takes and how they are sent."""
+
     name: str
-    type: str = "str"
-    required: bool = False
+    type: ParamType = "str"
+    required: StrictBool = False
     default: Any = None
     choices: tuple[str, ...] = ()
     example: Any = None
 
+    @model_validator(mode="after")
+    def _samples_fit_the_type(self) -> Param:
+        """A default or example the type refuses would fail every run (or the demo): refuse it at load."""
+        for label, value in (("default", self.default), ("example", self.example)):
+            if not _is_empty(value):
+                try:
+                    encode_param(self, value)
+                except BadValue as exc:
+                    raise ValueError(f"{label} {exc} ({self.type}), got {value!r}") from None
+        return self
 
-@dataclass(frozen=True)
-class ExportSpec:
+
+class ExportSpec(CatalogModel):
+    """A bulk (or partner API) export: one asset, partitioned as ``partitioning`` says."""
+
     name: str
-    category: str
-    description: str
-    flow: str
-    partitioning: str
+    category: str = ""
+    description: str = ""
+    flow: Flow = "sync"
+    partitioning: PartitioningKind
     path: str  # under the tenant host (api bulk) or the partner API base (api partner)
-    query: Mapping[str, str]
+    query: Mapping[str, str] = Field(default_factory=lambda: {"output_format": "csv"})
     params: tuple[Param, ...] = ()
     keys: tuple[str, ...] = ()
-    columns: tuple[str, ...] | None = None
-    expect_rows: bool = False
+    columns: Columns = None
+    expect_rows: StrictBool = False
     encoding: str = "utf-8"
-    extra: Mapping[str, Any] = field(default_factory=dict)
-    api: str = "bulk"
+    extra: Mapping[str, Any] = Field(default_factory=dict)
+    api: Api = "bulk"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_path(cls, raw: Any) -> Any:
+        """The bulk export guide's URL for the export, unless the entry names another."""
+        if isinstance(raw, Mapping) and "path" not in raw and isinstance(raw.get("name"), str):
+            return {**raw, "path": f"exports/export_data/{raw['name']}"}
+        return raw
+
+    @field_validator("params")
+    @classmethod
+    def _unique_params(cls, params: tuple[Param, ...]) -> tuple[Param, ...]:
+        names = [p.name for p in params]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise ValueError(f"parameter(s) {twice} declared twice")
+        return params
 
     @property
     def required_params(self) -> list[Param]:
         return [p for p in self.params if p.required and p.default is None]
 
 
-def _spec(raw: dict[str, Any]) -> ExportSpec:
-    params = []
-    for p in raw.get("params") or []:
-        if p.get("type", "str") not in PARAM_TYPES:
-            raise ValueError(f"stellic catalog: {raw['name']}.{p['name']} has unknown type {p.get('type')!r}")
-        params.append(Param(**{**p, "choices": tuple(p.get("choices") or ())}))
-    return ExportSpec(
-        name=raw["name"],
-        category=raw.get("category", ""),
-        description=raw.get("description", ""),
-        flow=raw.get("flow", "sync"),
-        partitioning=raw["partitioning"],
-        path=raw.get("path", f"exports/export_data/{raw['name']}"),
-        query=raw.get("query", {"output_format": "csv"}),
-        params=tuple(params),
-        keys=tuple(raw.get("keys") or ()),
-        columns=tuple(raw["columns"]) if raw.get("columns") else None,
-        expect_rows=bool(raw.get("expect_rows", False)),
-        encoding=raw.get("encoding", "utf-8"),
-        api=_choice(raw, "api", APIS, "bulk"),
-    )
-
-
-def _choice(raw: Mapping[str, Any], key: str, allowed: tuple[str, ...], default: str) -> str:
-    value = raw.get(key, default)
-    if value not in allowed:
-        raise ValueError(f"stellic catalog: {raw['name']}.{key} must be one of {allowed}, got {value!r}")
-    return str(value)
-
-
-@dataclass(frozen=True)
-class PartnerReadSpec:
+class PartnerReadSpec(CatalogModel):
     """A partner API read (``partner_reads`` in the catalog): one asset, partitioned by view x snapshot date."""
 
     name: str
-    doc: str
-    description: str
-    kind: str  # bulk | per_student
+    doc: str = ""
+    description: str = ""
+    kind: ReadKind = "per_student"
     path: str  # template under the partner base
     axes: tuple[tuple[str, tuple[str, ...]], ...]  # path parameter -> documented values, in path order
-    query: Mapping[str, str] = field(default_factory=dict)
-    result_sets: Mapping[str, tuple[str, ...] | None] = field(
-        default_factory=dict
-    )  # property -> documented keys
-    columns: tuple[str, ...] | None = None
+    query: Mapping[str, str] = Field(default_factory=dict)
+    result_sets: Mapping[str, tuple[str, ...] | None] = Field(default_factory=dict)  # property -> documented keys
+    columns: Columns = None
     keys: tuple[str, ...] = ()
-    expect_rows: bool = False
+    expect_rows: StrictBool = False
     demo: tuple[str, ...] = ()
     category: str = "Partner API"
+
+    @field_validator("axes", mode="before")
+    @classmethod
+    def _axes_in_path_order(cls, raw: Any) -> Any:
+        """The catalog writes axes as a mapping; its order is the path's."""
+        return tuple(raw.items()) if isinstance(raw, Mapping) else raw
+
+    @field_validator("axes")
+    @classmethod
+    def _axes_make_partition_keys(
+        cls, axes: tuple[tuple[str, tuple[str, ...]], ...]
+    ) -> tuple[tuple[str, tuple[str, ...]], ...]:
+        """Values are joined by '.' into a view and by '|' into a partition key: they may hold neither."""
+        if not axes or any(not values or "." in v or "|" in v for _, values in axes for v in values or ("",)):
+            raise ValueError("needs axes (path parameter -> values) whose values contain no '.' or '|'")
+        return axes
+
+    @model_validator(mode="after")
+    def _path_names_the_axes(self) -> PartnerReadSpec:
+        """A placeholder no axis fills would fail every request; an axis the path ignores, every view."""
+        placeholders = {f for _, f, _, _ in string.Formatter().parse(self.path) if f}
+        axes = {name for name, _ in self.axes}
+        if placeholders - axes - {"student_username"} or axes - placeholders:
+            raise ValueError(f"path {self.path!r} must use exactly the axes {sorted(axes)} (and {{student_username}})")
+        return self
 
     @property
     def dim(self) -> str:
@@ -126,14 +240,11 @@ class PartnerReadSpec:
         """The path under the partner base, every value percent-encoded as one path segment; without a
         username, its placeholder stays (``student/{student_username}/planner/planned/future``)."""
         fields = {k: quote(v, safe="") for k, v in self.values(view).items()}
-        fields["student_username"] = (
-            quote(username, safe="") if username is not None else "{student_username}"
-        )
+        fields["student_username"] = quote(username, safe="") if username is not None else "{student_username}"
         return self.path.format(**fields)
 
 
-@dataclass(frozen=True)
-class StudentList:
+class StudentList(CatalogModel):
     """Where per-student reads take their usernames: a column of a landed partner read's view."""
 
     read: str
@@ -141,97 +252,113 @@ class StudentList:
     column: str
 
 
-def _read_spec(raw: dict[str, Any]) -> PartnerReadSpec:
-    axes = tuple((str(k), tuple(str(v) for v in values)) for k, values in (raw.get("axes") or {}).items())
-    if not axes or any("." in v or "|" in v for _, values in axes for v in values):
-        raise ValueError(f"stellic catalog: {raw['name']} needs axes whose values contain no '.' or '|'")
-    sets = {str(k): (tuple(v) if v is not None else None) for k, v in (raw.get("result_sets") or {}).items()}
-    return PartnerReadSpec(
-        name=raw["name"],
-        doc=raw.get("doc", ""),
-        description=raw.get("description", ""),
-        kind=_choice(raw, "kind", READ_KINDS, "per_student"),
-        path=raw["path"],
-        axes=axes,
-        query=dict(raw.get("query") or {}),
-        result_sets=sets,
-        columns=tuple(raw["columns"]) if raw.get("columns") else None,
-        keys=tuple(raw.get("keys") or ()),
-        expect_rows=bool(raw.get("expect_rows", False)),
-        demo=tuple(raw.get("demo") or ()),
-    )
+class StellicCatalog(CatalogModel):
+    """The whole file: bulk exports, partner reads and the per-student reads' student list."""
+
+    exports: tuple[ExportSpec, ...]
+    partner_reads: tuple[PartnerReadSpec, ...] = ()
+    student_list: StudentList | None = None
 
 
 @cache
-def _load(path: Path) -> dict[str, Any]:
-    with open(path, encoding="utf-8") as f:
-        return yaml.safe_load(f)
+def _load(path: Path) -> StellicCatalog:
+    return load_yaml_model(path, StellicCatalog, VENDOR)
+
+
+def _first_duplicate(names: list[str]) -> str | None:
+    seen: set[str] = set()
+    for name in names:
+        if name in seen:
+            return name
+        seen.add(name)
+    return None
 
 
 @cache
 def load_catalog(path: Path = CATALOG_PATH) -> tuple[ExportSpec, ...]:
-    specs = tuple(_spec(e) for e in _load(path)["exports"])
-    names = [s.name for s in specs]
-    if len(names) != len(set(names)):
-        raise ValueError(f"stellic catalog: duplicate export names in {path}")
+    """The bulk exports, validated once per process (at definitions load)."""
+    specs = _load(path).exports
+    twice = _first_duplicate([s.name for s in specs])
+    if twice:
+        raise catalog_error(path, VENDOR, f"export {twice!r}", "the name is used twice (it names an asset)")
     return specs
 
 
 @cache
 def load_partner_reads(path: Path = CATALOG_PATH) -> tuple[tuple[PartnerReadSpec, ...], StudentList]:
     """The partner API reads and where per-student reads find their student list."""
-    raw = _load(path)
-    reads = tuple(_read_spec(r) for r in raw.get("partner_reads") or [])
-    names = [r.name for r in reads] + [s.name for s in load_catalog(path)]
-    if len(names) != len(set(names)):
-        raise ValueError(f"stellic catalog: duplicate asset names in {path}")
-    students = StudentList(**raw["student_list"])
+    catalog = _load(path)
+    reads = catalog.partner_reads
+    twice = _first_duplicate([r.name for r in reads] + [s.name for s in load_catalog(path)])
+    if twice:
+        raise catalog_error(path, VENDOR, f"partner read {twice!r}", "the name is used twice (it names an asset)")
+    students = catalog.student_list
+    if students is None:
+        raise catalog_error(path, VENDOR, "student_list", "missing: per-student reads need one (read, view, column)")
     source = next((r for r in reads if r.name == students.read), None)
     if source is None or source.kind != "bulk" or students.view not in source.views:
-        raise ValueError(
-            f"stellic catalog: student_list must name a view of a bulk partner read, got {students}"
-        )
+        raise catalog_error(path, VENDOR, "student_list",
+                            f"must name a view of a bulk partner read, got read {students.read!r} view {students.view!r}")
     for r in reads:
         unknown = [d for d in r.demo if d not in r.views]
         if unknown:
-            raise ValueError(f"stellic catalog: {r.name} demo partitions {unknown} are not among {r.views}")
+            raise catalog_error(path, VENDOR, f"partner read {r.name!r}",
+                                f"demo partitions {unknown} are not among its views {r.views}")
     return reads, students
+
+
+# ------------------------------------------------------------------------------ run config -> query
+
+
+def _env_error(what: str) -> ConfigError:
+    return ConfigError(Where(VENDOR), f"{ENV_PARAMS} {what}",
+                       hint=f"set {ENV_PARAMS} to a JSON object {_ENV_SHAPE}, or unset it")
+
+
+def _parse_env_params(text: str) -> dict[str, dict[str, Any]]:
+    """``STELLIC_EXPORT_PARAMS`` as {export: {param: value}}; any other shape is refused, not half-read."""
+    try:
+        mapping = json.loads(text)
+    except ValueError as exc:
+        raise _env_error(f"is not valid JSON ({exc})") from None
+    if not isinstance(mapping, dict):
+        raise _env_error(f"must be a JSON object of objects, {_ENV_SHAPE}; got {text[:200]!r}")
+    bad = next((k for k, v in mapping.items() if not isinstance(v, dict)), None)
+    if bad is not None:
+        raise _env_error(f"must be a JSON object of objects, {_ENV_SHAPE}; its {bad!r} is {mapping[bad]!r}")
+    return mapping
 
 
 def env_params(export: str) -> dict[str, Any]:
     """Per-export parameter values from ``STELLIC_EXPORT_PARAMS`` (JSON ``{export: {param: value}}``)."""
-    text = env("STELLIC_EXPORT_PARAMS")
+    text = env(ENV_PARAMS)
     if not text:
         return {}
+    return dict(_parse_env_params(text).get(export) or {})
+
+
+def _encode(spec: ExportSpec, param: Param, value: Any, source: str, where: Where) -> list[tuple[str, str]]:
+    """The pairs for one value, or a ConfigError naming export, parameter, type, value and where it came from."""
     try:
-        mapping = json.loads(text)
-    except ValueError as exc:
-        raise ConfigError(Where("stellic"), f"STELLIC_EXPORT_PARAMS is not valid JSON ({exc})") from None
-    return dict(mapping.get(export) or {})
-
-
-def _encode(param: Param, value: Any, where: Where) -> list[tuple[str, str]]:
-    if param.type == "bool":
-        if isinstance(value, str):
-            value = value.strip().lower() in {"1", "true", "yes"}
-        return [(param.name, "true" if value else "false")]
-    if param.type == "list":
-        values = value if isinstance(value, list | tuple) else [value]
-        return [(param.name, str(v)) for v in values]
-    if param.type == "csv":
-        return [
-            (param.name, ",".join(str(v) for v in value) if isinstance(value, list | tuple) else str(value))
-        ]
-    if param.type == "int":
-        try:
-            return [(param.name, str(int(value)))]
-        except (TypeError, ValueError):
-            raise ConfigError(where, f"parameter {param.name} must be an integer, got {value!r}") from None
-    if param.choices and str(value) not in param.choices:
+        return encode_param(param, value)
+    except BadValue as exc:
         raise ConfigError(
-            where, f"parameter {param.name} must be one of {list(param.choices)}, got {value!r}"
-        )
-    return [(param.name, str(value))]
+            where,
+            f"{spec.name}: parameter {param.name!r} ({param.type}) {exc}, got {value!r} from {source}",
+            hint=f"correct it in the run config (ops → {spec.name} → config → params) or in {ENV_PARAMS}, then re-run",
+        ) from None
+
+
+def _missing(spec: ExportSpec, param: Param, where: Where) -> ConfigError:
+    example = f" e.g. {json.dumps(param.example)}" if param.example is not None else ""
+    return ConfigError(
+        where,
+        f"{spec.name} needs the parameter {param.name!r} ({param.type}), which only you can choose",
+        hint=(
+            f"set it in the run config (ops → {spec.name} → config → params → {param.name}{example}) "
+            f"or in {ENV_PARAMS}, then re-run"
+        ),
+    )
 
 
 def build_query(spec: ExportSpec, config_params: Mapping[str, Any], where: Where) -> list[tuple[str, str]]:
@@ -242,21 +369,16 @@ def build_query(spec: ExportSpec, config_params: Mapping[str, Any], where: Where
             where,
             f"unknown parameter(s) {sorted(unknown)} for {spec.name}; it accepts {[p.name for p in spec.params] or 'none'}",
         )
-    values = {**env_params(spec.name), **config_params}
+    from_env = env_params(spec.name)
+    values = {**from_env, **config_params}
     query: list[tuple[str, str]] = list(spec.query.items())
     for param in spec.params:
         value = values.get(param.name, param.default)
-        if value is None or value == [] or value == "":
+        if _is_empty(value):
             if param.required:
-                example = f" e.g. {json.dumps(param.example)}" if param.example is not None else ""
-                raise ConfigError(
-                    where,
-                    f"{spec.name} needs the parameter {param.name!r} ({param.type}), which only you can choose",
-                    hint=(
-                        f"set it in the run config (ops → {spec.name} → config → params → {param.name}{example}) "
-                        f"or in STELLIC_EXPORT_PARAMS, then re-run"
-                    ),
-                )
+                raise _missing(spec, param, where)
             continue
-        query += _encode(param, value, where)
+        source = "the run config" if param.name in config_params else (
+            ENV_PARAMS if param.name in from_env else "the catalog default")
+        query += _encode(spec, param, value, source, where)
     return query

@@ -16,15 +16,15 @@ import datetime as dt
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cache
+from typing import Any
 
 import dagster as dg
 
 from edu_assets.core.errors import ConfigError, Where
 from edu_assets.core.months import last_months, month_end
-from edu_assets.core.settings import env
+from edu_assets.vendors.stellic.resources import SNAPSHOT_START_DATE, WINDOW_START_DATE
 
-SNAPSHOT_START = env("EDU_SNAPSHOT_START_DATE", "2026-01-01") or "2026-01-01"
-WINDOW_START = env("EDU_WINDOW_START_DATE", "2025-01-01") or "2025-01-01"
 _YEAR_SEMESTER = re.compile(r"^([0-9]{4})-([a-z]+)$")  # ASCII digits: str.isdigit and \d take "२३"
 
 
@@ -36,10 +36,15 @@ def today() -> dt.date:
 class Partitioning:
     kind: str
     dim: str
-    definition: dg.PartitionsDefinition
+    make: Callable[[], dg.PartitionsDefinition]  # called when definitions are built: dates come from settings
     to_params: Callable[[str, Where], list[tuple[str, str]]]
     demo_keys: Callable[[], list[str]]
     snapshot: bool = False
+
+    @property
+    def definition(self) -> dg.PartitionsDefinition:
+        """The Dagster partitions, the same object for the same settings (so jobs and assets agree)."""
+        return self.make()
 
     @property
     def dynamic_name(self) -> str | None:
@@ -87,11 +92,35 @@ def _years() -> list[str]:
     return [str(y) for y in range(2018, today().year + 2)]
 
 
+@cache
+def _daily(start: str) -> dg.DailyPartitionsDefinition:
+    return dg.DailyPartitionsDefinition(start_date=start, end_offset=1)
+
+
+@cache
+def _monthly(start: str) -> dg.MonthlyPartitionsDefinition:
+    return dg.MonthlyPartitionsDefinition(start_date=start, end_offset=1)
+
+
+def _fixed(definition: dg.PartitionsDefinition) -> Callable[[], dg.PartitionsDefinition]:
+    return lambda: definition
+
+
+def __getattr__(name: str) -> Any:
+    """``SNAPSHOT_START`` and ``WINDOW_START`` for older importers: read from the settings when asked for,
+    never at import (a bad value then fails the code location's load with the other bad ones)."""
+    if name == "SNAPSHOT_START":
+        return SNAPSHOT_START_DATE.get()
+    if name == "WINDOW_START":
+        return WINDOW_START_DATE.get()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 PARTITIONINGS: dict[str, Partitioning] = {
     "snapshot": Partitioning(
         "snapshot",
         "snapshot_date",
-        dg.DailyPartitionsDefinition(start_date=SNAPSHOT_START, end_offset=1),
+        lambda: _daily(SNAPSHOT_START_DATE.get()),
         lambda key, where: [],
         lambda: [today().isoformat()],
         snapshot=True,
@@ -99,63 +128,63 @@ PARTITIONINGS: dict[str, Partitioning] = {
     "month": Partitioning(
         "month",
         "month",
-        dg.MonthlyPartitionsDefinition(start_date=WINDOW_START, end_offset=1),
+        lambda: _monthly(WINDOW_START_DATE.get()),
         _month_params,
         lambda: _months_back(3),
     ),
     "updated_since": Partitioning(
         "updated_since",
         "updated_date",
-        dg.DailyPartitionsDefinition(start_date=WINDOW_START, end_offset=1),
+        lambda: _daily(WINDOW_START_DATE.get()),
         lambda key, where: [("updated_since", f"{key}T00:00:00+00:00")],
         lambda: [(today() - dt.timedelta(days=1)).isoformat()],
     ),
     "year": Partitioning(
         "year",
         "year",
-        dg.StaticPartitionsDefinition(_years()),
+        _fixed(dg.StaticPartitionsDefinition(_years())),
         lambda key, where: [("years", key)],
         lambda: [str(today().year)],
     ),
     "year_semester": Partitioning(
         "year_semester",
         "term",
-        dg.DynamicPartitionsDefinition(name="stellic_term"),
+        _fixed(dg.DynamicPartitionsDefinition(name="stellic_term")),
         _year_semester,
         lambda: [f"{today().year}-fall"],
     ),
     "usem_term": Partitioning(
         "usem_term",
         "usem_id",
-        dg.DynamicPartitionsDefinition(name="stellic_usem_id"),
+        _fixed(dg.DynamicPartitionsDefinition(name="stellic_usem_id")),
         _int_key("usem_ids"),
         lambda: ["2434", "3435"],
     ),
     "graduation_term": Partitioning(
         "graduation_term",
         "graduation_term",
-        dg.DynamicPartitionsDefinition(name="stellic_graduation_term"),
+        _fixed(dg.DynamicPartitionsDefinition(name="stellic_graduation_term")),
         _int_key("expected_graduation_term"),
         lambda: ["2258"],
     ),
     "workflow": Partitioning(
         "workflow",
         "workflow_id",
-        dg.DynamicPartitionsDefinition(name="stellic_workflow"),
+        _fixed(dg.DynamicPartitionsDefinition(name="stellic_workflow")),
         _int_key("workflow_id"),
         lambda: ["23"],
     ),
     "note_tag": Partitioning(
         "note_tag",
         "tag",
-        dg.DynamicPartitionsDefinition(name="stellic_note_tag"),
+        _fixed(dg.DynamicPartitionsDefinition(name="stellic_note_tag")),
         _str_key("tag"),
         lambda: ["2023FANeverAttended"],
     ),
     "dynamic_group": Partitioning(
         "dynamic_group",
         "dynamic_group",
-        dg.DynamicPartitionsDefinition(name="stellic_dynamic_group"),
+        _fixed(dg.DynamicPartitionsDefinition(name="stellic_dynamic_group")),
         _str_key("dynamic_group"),
         lambda: ["Engineering Students"],
     ),

@@ -31,9 +31,10 @@ from edu_assets.core.export_asset import ExportRequest, land_and_close
 from edu_assets.core.http import Log
 from edu_assets.core.lake import DATA_FILE, Lake, read_state, read_table
 from edu_assets.core.metadata import landed_metadata
-from edu_assets.core.naming import path_value, snake_case
+from edu_assets.core.naming import partition_component, snake_case
 from edu_assets.core.resources import LakeResource
 from edu_assets.core.staging import JsonStage, staging
+from edu_assets.vendors.stellic.assets import views
 from edu_assets.vendors.stellic.catalog import PartnerReadSpec, StudentList, load_partner_reads
 from edu_assets.vendors.stellic.client import VENDOR, StellicClient, messages, parse_student_read
 from edu_assets.vendors.stellic.partitions import PARTITIONINGS, check_snapshot_date
@@ -193,6 +194,7 @@ def build_bulk_read_asset(spec: PartnerReadSpec) -> dg.AssetsDefinition:
             api=client,
             start=start,
             expected_columns=spec.columns,
+            views=views(),
             extra_metadata={"request_path": path, "request_params": ", ".join(f"{k}={v}" for k, v in query)},
             checks=checks,
         )
@@ -320,7 +322,7 @@ def student_usernames(
     label = f"{VENDOR}/{source.name} {partition_key(source, students.view, day)}"
     if not path.exists():
         landed = sorted(
-            (lake.dataset_dir(VENDOR, source.name) / f"{source.dim}={path_value(students.view)}").glob(
+            (lake.dataset_dir(VENDOR, source.name) / partition_component(source.dim, students.view)).glob(
                 f"{DATE}=*/{DATA_FILE}"
             )
         )
@@ -418,7 +420,7 @@ def build_student_read_asset(
         finally:
             client.http.close()
         _log_report(context.log, report, where)
-        lake.catalog().ensure_view(VENDOR, spec.name, log=context.log)
+        lake.catalog().ensure_view(VENDOR, spec.name, views(), log=context.log)
         yield dg.MaterializeResult(
             metadata=landed_metadata(
                 landed, extra=_metadata(report, spec, view, list_source, config.concurrency)

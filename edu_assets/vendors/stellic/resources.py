@@ -13,6 +13,8 @@ undocumented, is assumed to be ``rate_window_seconds``); a 429 is retried after 
 
 from __future__ import annotations
 
+from typing import Any
+
 import dagster as dg
 from pydantic import PrivateAttr
 
@@ -20,12 +22,50 @@ from edu_assets.core.errors import ConfigError, Where
 from edu_assets.core.http import Log, VendorHTTP
 from edu_assets.core.ratebudget import HeaderBudget
 from edu_assets.core.redact import register_secret
-from edu_assets.core.settings import env_float, stellic_mode
+from edu_assets.core.settings import (
+    DATE,
+    TEXT,
+    URL,
+    Setting,
+    VendorMode,
+    number,
+    orphaned,
+    set_vars,
+    vendor_mode,
+)
+from edu_assets.sandbox.credentials import STELLIC_TOKEN as SANDBOX_TOKEN
 from edu_assets.vendors.stellic.client import PARTNER_BASE, VENDOR, StellicClient
 
-SANDBOX_TOKEN = "stellic-sandbox-token"
 LIVE_RATE_PER_SECOND = 2.0  # a polite default: Stellic publishes no number
 SANDBOX_RATE_PER_SECOND = 20.0  # the emulator on loopback
+
+BASE_URL: Setting[str | None] = Setting("STELLIC_BASE_URL", URL, None, "the Stellic host, when it is not "
+                                        "https://<STELLIC_INSTITUTION>.stellic.com")
+INSTITUTION: Setting[str | None] = Setting("STELLIC_INSTITUTION", TEXT, None,
+                                           "your Stellic tenant: https://<institution>.stellic.com")
+RATE_PER_SECOND: Setting[float | None] = Setting("STELLIC_RATE_PER_SECOND", number(0), None, "requests per second "
+                                                 f"(default {LIVE_RATE_PER_SECOND:g} live, {SANDBOX_RATE_PER_SECOND:g} sandbox)")
+SNAPSHOT_START_DATE = Setting("EDU_SNAPSHOT_START_DATE", DATE, "2026-01-01", "the first day of Stellic's snapshot partitions")
+WINDOW_START_DATE = Setting("EDU_WINDOW_START_DATE", DATE, "2025-01-01",
+                       "the first month/day of Stellic's time-window partitions (appointments, graduation applications)")
+SETTINGS: tuple[Setting[Any], ...] = (BASE_URL, INSTITUTION, RATE_PER_SECOND, SNAPSHOT_START_DATE, WINDOW_START_DATE)
+"""Stellic's non-secret settings (STELLIC_TOKEN is a secret, read through dg.EnvVar)."""
+
+
+def stellic_mode() -> VendorMode:
+    """Live when STELLIC_TOKEN is set; where Stellic is comes from STELLIC_BASE_URL or STELLIC_INSTITUTION."""
+    base, institution = BASE_URL.get(), INSTITUTION.get()
+    if not base and institution:
+        base = f"https://{institution}.stellic.com"
+    problems: list[str] = []
+    if set_vars("STELLIC_TOKEN"):
+        if not base:
+            problems.append("STELLIC_TOKEN is set but not where your Stellic is: set STELLIC_INSTITUTION "
+                            "(https://<institution>.stellic.com) or STELLIC_BASE_URL")
+    else:
+        problems += orphaned(set_vars("STELLIC_INSTITUTION", "STELLIC_BASE_URL"), ["STELLIC_TOKEN"])
+    return vendor_mode("stellic", set_vars("STELLIC_TOKEN"), base or "",
+                       "STELLIC_TOKEN and STELLIC_INSTITUTION (or STELLIC_BASE_URL)", problems)
 
 
 class StellicResource(dg.ConfigurableResource):
@@ -72,10 +112,16 @@ def stellic_resource_from_env() -> StellicResource:
         return StellicResource(
             base_url=mode.base_url,
             token=dg.EnvVar("STELLIC_TOKEN"),
-            rate_per_second=env_float("STELLIC_RATE_PER_SECOND", LIVE_RATE_PER_SECOND),
+            rate_per_second=_rate(LIVE_RATE_PER_SECOND),
         )
     return StellicResource(
         base_url=mode.base_url,
         token=SANDBOX_TOKEN,
-        rate_per_second=env_float("STELLIC_RATE_PER_SECOND", SANDBOX_RATE_PER_SECOND),
+        rate_per_second=_rate(SANDBOX_RATE_PER_SECOND),
     )
+
+
+def _rate(default: float) -> float:
+    """STELLIC_RATE_PER_SECOND when set, else the mode's polite default."""
+    rate = RATE_PER_SECOND.get()
+    return default if rate is None else rate

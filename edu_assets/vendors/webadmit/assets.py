@@ -20,6 +20,7 @@ from pathlib import Path
 
 import dagster as dg
 
+from edu_assets.core.catalog import ViewSpec
 from edu_assets.core.errors import ConfigError, LandingError, Where
 from edu_assets.core.export_asset import ExportRequest, LandedTable, Landing, materialize_export
 from edu_assets.core.exports import ExportHandle
@@ -27,13 +28,14 @@ from edu_assets.core.lake import Lake
 from edu_assets.core.metadata import landed_metadata
 from edu_assets.core.naming import snake_case
 from edu_assets.core.resources import LakeResource
+from edu_assets.vendors.webadmit.catalog import load_catalog
 from edu_assets.vendors.webadmit.client import VENDOR, Template, status_key
 from edu_assets.vendors.webadmit.partitions import TEMPLATES, parse_template_key
 from edu_assets.vendors.webadmit.resources import WebAdmitResource
 
 GROUP = POOL = VENDOR
-EXPORT_FILES_KEY = dg.AssetKey([VENDOR, "export_files"])
-REGISTER_KEY = dg.AssetKey([VENDOR, "export_templates"])
+EXPORT_FILES_KEY = dg.AssetKey([VENDOR, load_catalog().exports.name])
+REGISTER_KEY = dg.AssetKey([VENDOR, load_catalog().templates.name])
 WARNINGS_KEY = "vendor_warnings"
 
 
@@ -162,7 +164,7 @@ def build_export_files_asset() -> dg.AssetsDefinition:
                     hint="change the template's format to 'Comma-Separated Values' (or 'in Multiple "
                     "Files') in WebAdMIT, or delete this partition",
                 )
-            snapshot = {"snapshot_date": _today()}
+            snapshot = {load_catalog().exports.snapshot_dim: _today()}
 
             def start(_dest: Path) -> ExportHandle:
                 return client.start(
@@ -178,7 +180,7 @@ def build_export_files_asset() -> dg.AssetsDefinition:
                 api=client,
                 start=start,
                 encoding=template.encoding,
-                latest_by="snapshot_date",
+                views=views(),
                 land=_land_template(template),
                 suffix=f".{template.kind}",
                 extra_metadata={
@@ -273,10 +275,20 @@ def build_register_asset() -> dg.AssetsDefinition:
             client.http.close()
         landed = the_lake.land_json(staged, where, VENDOR, "export_templates", {})
         staged.unlink(missing_ok=True)
-        lake.catalog().ensure_view(VENDOR, "export_templates", log=context.log)
+        lake.catalog().ensure_view(VENDOR, "export_templates", views(), log=context.log)
         return dg.MaterializeResult(metadata=landed_metadata(landed))
 
     return export_templates
+
+
+def views() -> list[ViewSpec]:
+    """WebAdMIT's DuckDB views, declared once for its landing and for ``edu catalog``. Templates are named
+    only at run time, so every ``export_<id>`` dataset (and ``export_<id>__<file>`` of a zip) is declared by
+    pattern, with ``_latest`` its newest snapshot; the register (its own name wins over the pattern) is
+    replaced whole on each run, so a plain view."""
+    catalog = load_catalog()
+    return [ViewSpec(VENDOR, catalog.exports.dataset_for("*"), latest_by=catalog.exports.snapshot_dim),  # type: ignore[arg-type]
+            ViewSpec(VENDOR, catalog.templates.name)]
 
 
 def build_all() -> tuple[list[dg.AssetsDefinition], list[dg.AssetChecksDefinition]]:

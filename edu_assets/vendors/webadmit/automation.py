@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 
 import dagster as dg
 
 from edu_assets.core.configured import skip_unless_configured
+from edu_assets.core.demo_plan import DemoContext, Run, Say, Step, Tick
 from edu_assets.core.errors import EduAssetsError, Where
 from edu_assets.core.export_sensor import build_export_completion_sensor
-from edu_assets.core.settings import webadmit_mode
 from edu_assets.vendors.webadmit.assets import EXPORT_FILES_KEY, REGISTER_KEY
 from edu_assets.vendors.webadmit.client import VENDOR
 from edu_assets.vendors.webadmit.partitions import TEMPLATES
-from edu_assets.vendors.webadmit.resources import WebAdmitResource
+from edu_assets.vendors.webadmit.resources import WebAdmitResource, webadmit_mode
 
 
 def build_completion_sensor() -> dg.SensorDefinition:
@@ -89,3 +90,13 @@ def build_daily_schedule() -> dg.ScheduleDefinition:
                 for key in context.instance.get_dynamic_partitions(TEMPLATES.name)]
 
     return _schedule
+
+
+def demo_plan(ctx: DemoContext) -> Iterator[Step]:
+    """Discover templates as the sensor would, land the register, then today's snapshot of every template."""
+    yield Tick("webadmit_template_discovery")
+    templates = ctx.instance.get_dynamic_partitions(TEMPLATES.name)
+    yield Say(f"webadmit: {len(templates)} landable export template(s)")
+    yield Run("webadmit template register", (REGISTER_KEY,), missing="deferred")
+    for key in templates:
+        yield Run(f"webadmit export template {key}", (EXPORT_FILES_KEY,), key, missing="deferred")

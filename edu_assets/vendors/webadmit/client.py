@@ -45,14 +45,6 @@ DOCUMENTED_STATUSES = (
     "Empty List",
     "Failed",
 )
-CSV_FORMAT = "comma-separated values"
-ZIP_FORMAT = "comma-separated values in multiple files"
-SUPPORTED_FORMATS = {CSV_FORMAT: "csv", ZIP_FORMAT: "zip"}
-REFUSED_FORMATS = {
-    "microsoft excel": "WebAdMIT's Excel export is a legacy HTML-in-.xls file with no reliable types",
-    "fixed width report": "a fixed-width report has no machine-readable column layout",
-    "website html": "an HTML page is a report, not a table",
-}
 
 
 def status_key(status: Any) -> str:
@@ -77,18 +69,18 @@ class Template:
 
     @property
     def dataset(self) -> str:
-        return f"export_{self.export_id}"
+        return _catalog().exports.dataset_for(self.export_id)
 
     @property
     def kind(self) -> str | None:
         """``csv`` or ``zip`` when edu-assets lands this format, else None."""
-        return SUPPORTED_FORMATS.get(self.format.strip().lower())
+        return _formats().kind(self.format)
 
     @property
     def refusal(self) -> str | None:
         if self.kind:
             return None
-        why = REFUSED_FORMATS.get(self.format.strip().lower(), "edu-assets does not know this format")
+        why = _formats().refusal(self.format)
         return (
             f"export {self.name!r} ({self.export_id}) is in {self.format!r} format, which edu-assets does not "
             f"land ({why})"
@@ -275,3 +267,14 @@ def _messages(run: dict[str, Any]) -> list[str]:
     if isinstance(run.get("message"), str) and run["message"]:
         out.append(run["message"])
     return out
+
+
+def _catalog():  # -> catalog.WebAdmitCatalog
+    """The vendor's catalog (imported here: the catalog takes ``VENDOR`` from this module)."""
+    from edu_assets.vendors.webadmit.catalog import load_catalog
+
+    return load_catalog()
+
+
+def _formats():  # -> catalog.Formats
+    return _catalog().formats

@@ -2,16 +2,36 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import dagster as dg
 
 from edu_assets.core.errors import ConfigError, Where
 from edu_assets.core.http import Log, VendorHTTP
 from edu_assets.core.ratebudget import HeaderBudget
 from edu_assets.core.redact import register_secret
-from edu_assets.core.settings import env_float, webadmit_mode
+from edu_assets.core.settings import TEXT, URL, Setting, VendorMode, number, orphaned, set_vars, vendor_mode
+from edu_assets.sandbox.credentials import WEBADMIT_API_KEY as SANDBOX_API_KEY
 from edu_assets.vendors.webadmit.client import VENDOR, WebAdmitClient
 
-SANDBOX_API_KEY = "webadmit-sandbox-key"
+DOMAIN = Setting("WEBADMIT_DOMAIN", TEXT, "api", "your WebAdMIT host: https://<domain>.webadmit.org")
+BASE_URL: Setting[str | None] = Setting("WEBADMIT_BASE_URL", URL, None, "the WebAdMIT host, overriding WEBADMIT_DOMAIN")
+RATE_WINDOW_SECONDS = Setting("WEBADMIT_RATE_WINDOW_SECONDS", number(0), 3600.0,
+                              "the window of the key's request budget (documented: 5,000 an hour)")
+RATE_RESERVE_FRACTION = Setting("WEBADMIT_RATE_RESERVE_FRACTION", number(0), 0.2,
+                                "below this share of the budget left, requests are spread out")
+RATE_PER_SECOND = Setting("WEBADMIT_RATE_PER_SECOND", number(0), 5.0, "requests per second")
+SETTINGS: tuple[Setting[Any], ...] = (DOMAIN, BASE_URL, RATE_WINDOW_SECONDS, RATE_RESERVE_FRACTION, RATE_PER_SECOND)
+"""WebAdMIT's non-secret settings (WEBADMIT_API_KEY is a secret, read through dg.EnvVar)."""
+
+
+def webadmit_mode() -> VendorMode:
+    """Live when WEBADMIT_API_KEY is set; the host is ``https://<WEBADMIT_DOMAIN or api>.webadmit.org``."""
+    credentials = set_vars("WEBADMIT_API_KEY")
+    problems = [] if credentials else orphaned(set_vars("WEBADMIT_DOMAIN", "WEBADMIT_BASE_URL"), ["WEBADMIT_API_KEY"])
+    base = BASE_URL.get() or f"https://{DOMAIN.get()}.webadmit.org"
+    return vendor_mode("webadmit", credentials, base, "WEBADMIT_API_KEY (and WEBADMIT_DOMAIN if yours is not api)",
+                       problems)
 
 
 class WebAdmitResource(dg.ConfigurableResource):
@@ -43,9 +63,9 @@ def webadmit_resource_from_env() -> WebAdmitResource:
     when EDU_SANDBOX_URL selects it; otherwise a resource without a base URL (see ``stellic_resource_from_env``)."""
     mode = webadmit_mode()
     budget = {
-        "rate_window_seconds": env_float("WEBADMIT_RATE_WINDOW_SECONDS", 3600.0),
-        "rate_reserve_fraction": env_float("WEBADMIT_RATE_RESERVE_FRACTION", 0.2),
-        "rate_per_second": env_float("WEBADMIT_RATE_PER_SECOND", 5.0),
+        "rate_window_seconds": RATE_WINDOW_SECONDS.get(),
+        "rate_reserve_fraction": RATE_RESERVE_FRACTION.get(),
+        "rate_per_second": RATE_PER_SECOND.get(),
     }
     if mode.error() is not None:
         return WebAdmitResource(base_url="", api_key="", **budget)

@@ -6,10 +6,11 @@ from functools import cache
 
 import dagster as dg
 
-from edu_assets.vendors.xporter.assets import build_all
+from edu_assets.vendors.xporter.assets import build_all, views
 from edu_assets.vendors.xporter.automation import (
     FILTERED_SCHEDULES,
     JOBS,
+    demo_plan,
     xporter_current_month,
     xporter_daily_snapshots,
     xporter_filter_discovery,
@@ -17,6 +18,8 @@ from edu_assets.vendors.xporter.automation import (
 )
 from edu_assets.vendors.xporter.monitoring import build_monitoring
 from edu_assets.vendors.xporter.resources import XporterResource
+
+__all__ = ["definitions", "demo_plan", "views"]
 
 
 @cache  # nothing here reads the environment at build time: build the ~200 assets once per process

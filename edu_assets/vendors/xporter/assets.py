@@ -19,6 +19,7 @@ from typing import Any
 import dagster as dg
 import pydantic
 
+from edu_assets.core.catalog import ViewSpec
 from edu_assets.core.checks import DatasetChecks, checks_only, evaluate_selected
 from edu_assets.core.errors import ConfigError, EduAssetsError, Where
 from edu_assets.core.http import Log, QuietLog
@@ -549,7 +550,8 @@ def run_endpoint(context: dg.AssetExecutionContext, endpoint: Endpoint, config: 
                 landed_any = landed_any or bool(result.outcomes)
                 yield from _emit(context, endpoint, result.outcomes, checks, run.lake)
     if landed_any:
-        lake.catalog().ensure_views(VENDOR, [endpoint.asset_name(t) for t in endpoint.tables], log=context.log)
+        lake.catalog().ensure_views(VENDOR, [endpoint.asset_name(t) for t in endpoint.tables], views(),
+                                    log=context.log)
     if len(results) > 1:
         landed = [r for r in results if r.skipped is None and r.error is None]
         context.log.info(
@@ -657,6 +659,16 @@ def build_checks(endpoint: Endpoint) -> dict[dg.AssetKey, DatasetChecks]:
             locate=locate, extra=[SCHOOL_DATA_FRESH] if key == HEALTH else [],
         )
     return suites
+
+
+def views() -> list[ViewSpec]:
+    """Every Xporter dataset's DuckDB views, declared once for its landing and for ``edu catalog``: plain
+    views only. A school's partition is kept current in place by change sets, and a month's is that month,
+    so no partition is a newer version of another; the monitoring datasets are replaced whole."""
+    endpoints, management = load_catalog()
+    tables = [ViewSpec(VENDOR, e.asset_name(t)) for e in endpoints for t in e.tables]
+    monitoring = [ViewSpec(VENDOR, "schools"), *(ViewSpec(VENDOR, f"management_{m.name}") for m in management)]
+    return [*tables, *monitoring]
 
 
 def build_all() -> list[dg.AssetsDefinition]:

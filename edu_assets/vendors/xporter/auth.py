@@ -20,17 +20,16 @@ from typing import Any
 from edu_assets.core.errors import ConfigError, EduAssetsError, VendorAuthError, Where
 from edu_assets.core.http import VendorHTTP
 from edu_assets.core.redact import register_secret
-from edu_assets.core.settings import env
+from edu_assets.core.settings import TEXT, Setting, env
 from edu_assets.core.tokens import Token
+from edu_assets.sandbox.credentials import XPORTER_MANAGEMENT_SECRET as SANDBOX_MANAGEMENT_SECRET
+from edu_assets.sandbox.credentials import XPORTER_RELYING_PARTY as SANDBOX_RELYING_PARTY
+from edu_assets.sandbox.credentials import xporter_school_secret as sandbox_school_secret
 from edu_assets.vendors.xporter.client import parse_time
 
-SANDBOX_RELYING_PARTY = "edu-assets.sandbox"
-SANDBOX_MANAGEMENT_SECRET = "sandbox-management-secret"
 MANAGEMENT = ""  # the token-cache scope of the management token (it has no estab)
-
-
-def sandbox_school_secret(estab: str) -> str:
-    return f"sandbox-secret-{estab}"
+RELYING_PARTY: Setting[str | None] = Setting("XPORTER_RELYING_PARTY", TEXT, None,
+                                             "the relying party your application was registered with")
 
 
 class SchoolUnavailable(EduAssetsError):
@@ -95,7 +94,7 @@ def load_secrets(*, sandbox: bool) -> Secrets:
         if not isinstance(mapping, dict):
             raise ConfigError(where, "XPORTER_SCHOOL_SECRETS must be a JSON object of estab -> secret")
         schools.update({str(k): str(v) for k, v in mapping.items()})
-    relying_party = env("XPORTER_RELYING_PARTY")
+    relying_party = RELYING_PARTY.get()
     if not relying_party:
         raise ConfigError(
             where,

@@ -4,30 +4,33 @@ lookup endpoints' values, and schedule the daily loads."""
 import datetime as dt
 import hashlib
 import json
+from collections.abc import Iterator
 
 import dagster as dg
 
 from edu_assets.core.configured import skip_unless_configured
-from edu_assets.core.settings import xporter_mode
+from edu_assets.core.demo_plan import DemoContext, Run, Say, Step, Tick, range_tags
+from edu_assets.core.months import last_months
 from edu_assets.vendors.xporter.assets import asset_key
 from edu_assets.vendors.xporter.catalog import Endpoint, load_catalog
+from edu_assets.vendors.xporter.client import VENDOR
 from edu_assets.vendors.xporter.filters import FILTER_VALUES
 from edu_assets.vendors.xporter.monitoring import SCHOOLS
 from edu_assets.vendors.xporter.partitions import (
     ESTAB,
-    ESTAB_MONTH,
     ESTAB_PARTITIONS,
     FILTER_PARTITIONS_PER_RUN,
     SCHOOLS_PER_RUN,
     Partitioning,
     batch_tags,
+    estab_month,
     lookup_key,
     lookup_partitions,
     partitioning_for,
     school_batches,
     split_lookup_key,
 )
-from edu_assets.vendors.xporter.resources import XporterResource
+from edu_assets.vendors.xporter.resources import XporterResource, xporter_mode
 
 SNAPSHOT_JOB = "xporter_snapshots"
 CURRENT_MONTH_JOB = "xporter_current_month"
@@ -56,15 +59,15 @@ def _keys(partitioning: str) -> list[dg.AssetKey]:
 
 snapshots_job = dg.define_asset_job(
     SNAPSHOT_JOB, selection=dg.AssetSelection.assets(*_keys("estab")), partitions_def=ESTAB,
-    tags={"edu/vendor": "xporter"}, description="Every snapshot endpoint of one school (change sets where possible).",
+    tags={"edu/vendor": VENDOR}, description="Every snapshot endpoint of one school (change sets where possible).",
 )
 current_month_job = dg.define_asset_job(
-    CURRENT_MONTH_JOB, selection=dg.AssetSelection.assets(*_keys("estab_month")), partitions_def=ESTAB_MONTH,
-    tags={"edu/vendor": "xporter"}, description="Every date-range endpoint of one school for one month (the "
+    CURRENT_MONTH_JOB, selection=dg.AssetSelection.assets(*_keys("estab_month")), partitions_def=estab_month(),
+    tags={"edu/vendor": VENDOR}, description="Every date-range endpoint of one school for one month (the "
                                                 "per-student and per-staff ones fan out over its landed people).",
 )
 register_job = dg.define_asset_job(REGISTER_JOB, selection=dg.AssetSelection.assets(SCHOOLS),
-                                   tags={"edu/vendor": "xporter"}, description="The school register.")
+                                   tags={"edu/vendor": VENDOR}, description="The school register.")
 
 
 def filtered_job_name(partitioning: Partitioning) -> str:
@@ -74,7 +77,7 @@ def filtered_job_name(partitioning: Partitioning) -> str:
 FILTERED_JOBS = {
     name: dg.define_asset_job(
         filtered_job_name(partitioning), selection=dg.AssetSelection.assets(*_keys(name)),
-        partitions_def=partitioning.definition, tags={"edu/vendor": "xporter"},
+        partitions_def=partitioning.definition, tags={"edu/vendor": VENDOR},
         description=f"Endpoints partitioned by a mandatory filter ({partitioning.name}): "
                     + ", ".join(e.name for e in endpoints) + ".",
     )
@@ -136,7 +139,7 @@ def xporter_daily_snapshots(context: dg.ScheduleEvaluationContext) -> list[dg.Ru
 
 def _snapshot_request(run_key: str, batch: list[str], tags: dict[str, str] | None = None) -> dg.RunRequest:
     """One snapshot run for a batch of schools: a single school is its partition, several a range."""
-    common = {"edu/vendor": "xporter", "edu/schools": str(len(batch)), **(tags or {})}
+    common = {"edu/vendor": VENDOR, "edu/schools": str(len(batch)), **(tags or {})}
     if len(batch) == 1:
         return dg.RunRequest(run_key=run_key, job_name=SNAPSHOT_JOB, partition_key=batch[0], tags=common)
     return dg.RunRequest(run_key=run_key, job_name=SNAPSHOT_JOB, tags={**common, **batch_tags(batch)})
@@ -201,7 +204,7 @@ def filtered_requests(partitioning: Partitioning, keys: list[str], moment: dt.da
     second = current_value(partitioning, moment)
     out = []
     for batch in school_batches(keys, size):
-        common = {"edu/vendor": "xporter", **(tags or {})}
+        common = {"edu/vendor": VENDOR, **(tags or {})}
         key = f"{run_key}-{batch[0]}-{batch[-1]}"
         if second is None:
             if len(batch) == 1:
@@ -298,3 +301,62 @@ def _daily_filtered(partitioning: Partitioning, hour: int) -> dg.ScheduleDefinit
 
 
 FILTERED_SCHEDULES = [_daily_filtered(by[0], 7) for name, by in by_partitioning().items() if name in FILTERED_JOBS]
+
+
+DEMO_MONTHS = 2  # months of every date-range endpoint the demo loads per school
+
+
+def demo_plan(ctx: DemoContext) -> Iterator[Step]:
+    """Discover schools as the sensor would, then per school: every snapshot endpoint in one run and the last
+    ``DEMO_MONTHS`` months of every date-range endpoint in one run (the per-student and per-staff ones fan
+    out over the people the snapshots landed); then, as the filter-discovery sensor would, the lookups'
+    values become partitions and each filtered job lands one partition per school (its first value, the
+    current school year, the key stages); plus the register and management assets. Assessment Results,
+    whose filter a person chooses in run config, is left out (as the schedules leave it out)."""
+    schools = [s.estab for s in ctx.resource("xporter").schools() if s.status == "authorised"]
+    ctx.instance.add_dynamic_partitions(ESTAB_PARTITIONS, schools)
+    grouped = by_partitioning()  # scheduled endpoints only: no test endpoint, no run-config filter
+    monitoring = [k for k in ctx.defs.get_repository_def().assets_defs_by_key
+                  if k.path[0] == VENDOR and (k == SCHOOLS or k.path[1].startswith("management_"))]
+    unpartitioned = tuple(k for k in monitoring if ctx.defs.get_assets_def(k).partitions_def is None)
+    per_school = tuple(k for k in monitoring if k not in unpartitioned)
+    snapshot, monthly = tuple(_keys("estab")), tuple(_keys("estab_month"))
+    window = last_months(DEMO_MONTHS)
+    first, this_month = window[0], window[-1]
+    unauthorised = "not authorised for this school (see the asset's observations)"
+    yield Say(f"xporter: {len(schools)} authorised school(s): {', '.join(schools)}")
+    yield Run("xporter register and management endpoints", unpartitioned, missing_detail=unauthorised)
+    for estab in schools:
+        yield Run(f"xporter snapshot endpoints, school {estab}", snapshot, estab, missing_detail=unauthorised)
+        yield Run(f"xporter management endpoints, school {estab}", per_school, estab, missing_detail=unauthorised)
+        yield Run(f"xporter date-range endpoints, school {estab}, {first:%Y-%m}..{this_month:%Y-%m}", monthly,
+                  tags=range_tags(f"{estab}|{first.isoformat()}", f"{estab}|{this_month.isoformat()}"),
+                  missing_detail=unauthorised)
+    yield Tick(FILTER_DISCOVERY)  # the lookups the snapshots landed become partitions
+    moment = dt.datetime.now(dt.UTC)
+    for name, (partitioning, _) in sorted(grouped.items()):
+        if name in ("estab", "estab_month"):
+            continue
+        for estab in schools:
+            partition = _demo_partition(ctx, partitioning, estab, this_month, moment)
+            if partition is None:
+                yield Say(f"  skip xporter {name}, school {estab}: its lookup published no values")
+                continue
+            yield Run(f"xporter endpoints by {name}, school {estab}", tuple(_keys(name)), partition,
+                      missing_detail=unauthorised)
+
+
+def _demo_partition(ctx: DemoContext, partitioning: Partitioning, estab: str, month: dt.date,
+                    moment: dt.datetime) -> str | None:
+    """The school's first discovered value (with this month where the endpoint also needs one), or the
+    current value of a fixed dimension (school year, key stage); None when the lookup found none."""
+    if partitioning.per_school_values:
+        values = [k for k in ctx.instance.get_dynamic_partitions(partitioning.dynamic_name) if k.startswith(f"{estab}:")]
+        if not values:
+            return None
+        if partitioning.monthly:
+            return str(dg.MultiPartitionKey({str(partitioning.dimension): values[0], "month": month.isoformat()}))
+        return values[0]
+    second = current_value(partitioning, moment)
+    assert second is not None, partitioning.name
+    return str(dg.MultiPartitionKey({"estab": estab, str(partitioning.dimension): second[0]}))

@@ -16,12 +16,11 @@ from edu_assets.core.errors import Where
 from edu_assets.core.lake import read_state, read_table
 from edu_assets.core.metadata import landed_metadata
 from edu_assets.core.resources import LakeResource
-from edu_assets.core.settings import env_float
 from edu_assets.core.staging import staging
 from edu_assets.vendors.xporter.catalog import ManagementEndpoint, load_catalog
 from edu_assets.vendors.xporter.client import VENDOR, MissingResultSets, lookup, parse_time
 from edu_assets.vendors.xporter.partitions import ESTAB
-from edu_assets.vendors.xporter.resources import XporterResource
+from edu_assets.vendors.xporter.resources import MAX_DATA_AGE_DAYS, XporterResource
 
 SCHOOLS = dg.AssetKey([VENDOR, "schools"])
 HEALTH = dg.AssetKey([VENDOR, "health"])
@@ -38,7 +37,9 @@ def _land(
     with staging(lake.lake().settings.work_dir / VENDOR / name / uuid.uuid4().hex[:8]) as stage:
         stage.write(name, rows)
         landed = lake.lake().land_json(stage.finish(name), where, VENDOR, name, partition)
-    lake.catalog().ensure_view(VENDOR, name, log=log)
+    from edu_assets.vendors.xporter.assets import views  # assets imports this module
+
+    lake.catalog().ensure_view(VENDOR, name, views(), log=log)
     return dg.MaterializeResult(metadata=landed_metadata(landed))
 
 
@@ -122,7 +123,7 @@ def _school_data_fresh(path: Path) -> tuple[bool, dict, str | None]:
     """Fresh when Health's SchoolDataAgeDays and the ``meta`` result set's last-updated time (L5375, kept in
     the landed file's state) are both within XPORTER_MAX_DATA_AGE_DAYS; either one alone decides if the
     other is missing, and with neither the check fails (freshness unknown)."""
-    limit = env_float("XPORTER_MAX_DATA_AGE_DAYS", 2.0)
+    limit = MAX_DATA_AGE_DAYS.get()
     rows = read_table(path).to_pylist()
     ages = [r.get("school_data_age_days") for r in rows if r.get("school_data_age_days") is not None]
     age = max((float(a) for a in ages), default=None)

@@ -16,24 +16,60 @@ import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache
+from typing import Any
 
 import dagster as dg
 
 from edu_assets.core.months import next_month
-from edu_assets.core.settings import env
 from edu_assets.vendors.xporter.catalog import Endpoint, Filter
+from edu_assets.vendors.xporter.resources import START_MONTH as START_MONTH_SETTING
 
 ESTAB_PARTITIONS = "xporter_estab"
 ESTAB = dg.DynamicPartitionsDefinition(name=ESTAB_PARTITIONS)
-START_MONTH = env("XPORTER_START_MONTH", "2021-09-01") or "2021-09-01"
-MONTH = dg.MonthlyPartitionsDefinition(start_date=START_MONTH, end_offset=1)
-ESTAB_MONTH = dg.MultiPartitionsDefinition({"estab": ESTAB, "month": MONTH})
-SCHOOL_YEAR = dg.TimeWindowPartitionsDefinition(
-    cron_schedule="0 0 1 9 *", start=START_MONTH[:4], fmt="%Y", end_offset=1, timezone="Europe/London",
-)
-"""School years by the year they start (``2024`` = September 2024 to August 2025, the vendor's ``SchoolYear``),
-up to the current one."""
 LOOKUP_SEPARATOR = ":"
+
+
+def month() -> dg.MonthlyPartitionsDefinition:
+    """Months from XPORTER_START_MONTH, read when the definitions are built (never at import)."""
+    return _month(START_MONTH_SETTING.get())
+
+
+def estab_month() -> dg.MultiPartitionsDefinition:
+    """School x month."""
+    return _estab_month(START_MONTH_SETTING.get())
+
+
+def school_year() -> dg.TimeWindowPartitionsDefinition:
+    """School years by the year they start (``2024`` = September 2024 to August 2025, the vendor's
+    ``SchoolYear``), from XPORTER_START_MONTH's year up to the current one."""
+    return _school_year(START_MONTH_SETTING.get()[:4])
+
+
+@cache  # one object per start: every asset, job and schedule shares it
+def _month(start: str) -> dg.MonthlyPartitionsDefinition:
+    return dg.MonthlyPartitionsDefinition(start_date=start, end_offset=1)
+
+
+@cache
+def _estab_month(start: str) -> dg.MultiPartitionsDefinition:
+    return dg.MultiPartitionsDefinition({"estab": ESTAB, "month": _month(start)})
+
+
+@cache
+def _school_year(year: str) -> dg.TimeWindowPartitionsDefinition:
+    return dg.TimeWindowPartitionsDefinition(
+        cron_schedule="0 0 1 9 *", start=year, fmt="%Y", end_offset=1, timezone="Europe/London",
+    )
+
+
+def __getattr__(name: str) -> Any:
+    """The former module constants (``START_MONTH``, ``MONTH``, ``ESTAB_MONTH``, ``SCHOOL_YEAR``,
+    ``ESTAB_MONTH_PARTITIONING``) for older importers, computed from the settings when asked for."""
+    lazy = {"START_MONTH": START_MONTH_SETTING.get, "MONTH": month, "ESTAB_MONTH": estab_month,
+            "SCHOOL_YEAR": school_year, "ESTAB_MONTH_PARTITIONING": estab_month_partitioning}
+    if name in lazy:
+        return lazy[name]()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 SCHOOLS_PER_RUN = 25
@@ -166,19 +202,28 @@ class Partitioning:
 
 
 ESTAB_PARTITIONING = Partitioning("estab", ESTAB)
-ESTAB_MONTH_PARTITIONING = Partitioning("estab_month", ESTAB_MONTH, monthly=True)
+
+
+def estab_month_partitioning() -> Partitioning:
+    return _estab_month_partitioning(estab_month())
+
+
+@cache
+def _estab_month_partitioning(definition: dg.MultiPartitionsDefinition) -> Partitioning:
+    return Partitioning("estab_month", definition, monthly=True)
 
 
 @cache
 def _partitioning(kind: str, dimension: str | None, partitions: str | None, values: tuple[str, ...],
-                  monthly: bool) -> Partitioning:
+                  monthly: bool, start: str) -> Partitioning:
+    """Cached by every input, the start month included, so one layout is one object per settings."""
     if kind == "lookup":
         dynamic = lookup_partitions(str(partitions))
         if monthly:
-            return Partitioning(f"{partitions}_month", dg.MultiPartitionsDefinition({str(dimension): dynamic, "month": MONTH}),
+            return Partitioning(f"{partitions}_month", dg.MultiPartitionsDefinition({str(dimension): dynamic, "month": _month(start)}),
                                 dimension, monthly=True, per_school_values=True, lookup=partitions)
         return Partitioning(str(partitions), dynamic, dimension, per_school_values=True, lookup=partitions)
-    second = SCHOOL_YEAR if kind == "school_year" else dg.StaticPartitionsDefinition(list(values))
+    second = _school_year(start[:4]) if kind == "school_year" else dg.StaticPartitionsDefinition(list(values))
     return Partitioning(f"estab_{dimension}", dg.MultiPartitionsDefinition({"estab": ESTAB, str(dimension): second}),
                         dimension)
 
@@ -187,6 +232,6 @@ def partitioning_for(endpoint: Endpoint) -> Partitioning:
     """The endpoint's partitions: by school (and month), plus its enumerable mandatory filter's dimension."""
     dim: Filter | None = next((f for f in endpoint.filters if f.kind in ("lookup", "school_year", "values")), None)
     if dim is None:
-        return ESTAB_MONTH_PARTITIONING if endpoint.partitioned_by_month else ESTAB_PARTITIONING
+        return estab_month_partitioning() if endpoint.partitioned_by_month else ESTAB_PARTITIONING
     return _partitioning(dim.kind, dim.dimension, dim.lookup.partitions if dim.lookup else None, dim.values,
-                         endpoint.partitioned_by_month)
+                         endpoint.partitioned_by_month, START_MONTH_SETTING.get())

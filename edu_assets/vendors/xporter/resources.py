@@ -15,11 +15,54 @@ import dagster as dg
 
 from edu_assets.core.errors import Where
 from edu_assets.core.http import Log, VendorHTTP
-from edu_assets.core.settings import VendorMode, env, xporter_mode
+from edu_assets.core.settings import (
+    DATE,
+    URL,
+    Setting,
+    VendorMode,
+    json_object_problem,
+    number,
+    orphaned,
+    set_vars,
+    vendor_mode,
+)
 from edu_assets.core.tokens import TokenCache
-from edu_assets.vendors.xporter.auth import MANAGEMENT, Secrets, load_secrets, mint_token
+from edu_assets.vendors.xporter.auth import MANAGEMENT, RELYING_PARTY, Secrets, load_secrets, mint_token
 from edu_assets.vendors.xporter.catalog import split_scopes
 from edu_assets.vendors.xporter.client import XporterClient
+
+XPORTER_SECRET_VARS = ("XPORTER_SCHOOL_SECRETS", "XPORTER_SECRETS_FILE", "XPORTER_MANAGEMENT_SECRET")
+BASE_URL = Setting("XPORTER_BASE_URL", URL, "https://xporter.groupcall.com", "the Xporter on Demand API")
+STS_URL = Setting("XPORTER_STS_URL", URL, "https://login.groupcall.com/idaas/sts/STS/GetToken",
+                  "where Idaas tokens are minted (live only)")
+TOKEN_REFRESH_MARGIN_SECONDS = Setting("XPORTER_TOKEN_REFRESH_MARGIN_SECONDS", number(0), 300.0,
+                                       "how long before its expiry a token is replaced")
+START_MONTH = Setting("XPORTER_START_MONTH", DATE, "2021-09-01",
+                      "the first month of the school x month partitions (its year starts the school years)")
+MAX_DATA_AGE_DAYS = Setting("XPORTER_MAX_DATA_AGE_DAYS", number(0), 2.0,
+                            "the school-data freshness check fails beyond this age, in days")
+SETTINGS: tuple[Setting[Any], ...] = (BASE_URL, STS_URL, RELYING_PARTY, TOKEN_REFRESH_MARGIN_SECONDS, START_MONTH,
+                                      MAX_DATA_AGE_DAYS)
+"""Xporter's non-secret settings (the school and management secrets are read when a token is minted)."""
+
+
+def xporter_mode() -> VendorMode:
+    """Live when any Xporter secret is configured (a JSON mapping, a secrets file or the management secret).
+
+    The secrets file itself is read only when a token is minted (``auth.py``); ``./edu status`` reads it
+    too, to report a file that cannot be used."""
+    secrets = set_vars(*XPORTER_SECRET_VARS)
+    problems = json_object_problem("XPORTER_SCHOOL_SECRETS", '{"3281101": "<school secret>"}')
+    if secrets and not RELYING_PARTY.get():
+        problems.append("XPORTER_RELYING_PARTY is not set: set it to the relying party your application was "
+                        "registered with")
+    if not secrets:
+        problems += orphaned(set_vars("XPORTER_RELYING_PARTY"),
+                             ["XPORTER_SCHOOL_SECRETS", "XPORTER_MANAGEMENT_SECRET (or XPORTER_SECRETS_FILE)"])
+    return vendor_mode("xporter", secrets, BASE_URL.get(),
+                       "XPORTER_RELYING_PARTY and the secrets (XPORTER_SCHOOL_SECRETS and XPORTER_MANAGEMENT_SECRET, "
+                       "or XPORTER_SECRETS_FILE)", problems)
+
 
 _caches: dict[tuple[str, str], TokenCache] = {}
 _caches_lock = threading.Lock()
@@ -59,7 +102,7 @@ class XporterResource(dg.ConfigurableResource):
         if self.sts_url:
             return self.sts_url
         if self._mode().live:
-            return env("XPORTER_STS_URL", "https://login.groupcall.com/idaas/sts/STS/GetToken") or ""
+            return STS_URL.get()
         return f"{self._base()}/idaas/sts/STS/GetToken"
 
     def secrets(self) -> Secrets:
@@ -77,7 +120,7 @@ class XporterResource(dg.ConfigurableResource):
                 sts_url = self._sts()
                 cache = _caches[key] = TokenCache(
                     lambda scope: mint_token(sts, sts_url, self.secrets(), scope),
-                    refresh_margin_seconds=float(env("XPORTER_TOKEN_REFRESH_MARGIN_SECONDS", "300") or 300),
+                    refresh_margin_seconds=TOKEN_REFRESH_MARGIN_SECONDS.get(),
                 )
             return cache
 
