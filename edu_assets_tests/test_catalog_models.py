@@ -217,19 +217,34 @@ def test_a_choice_outside_the_catalogs_is_refused(no_env_params):
 
 @pytest.mark.parametrize("text", ["[1, 2]", '{"audit_data": 3}', '"text"', "{not json"])
 def test_export_params_from_the_environment_must_be_an_object_of_objects(monkeypatch, text):
+    """A wrong shape stops the definitions loading (the settings check), naming the variable and the shape."""
+    from edu_assets.vendors import check_all_settings
+
     monkeypatch.setenv("STELLIC_EXPORT_PARAMS", text)
     with pytest.raises(ConfigError, match="STELLIC_EXPORT_PARAMS") as caught:
-        stellic.build_query(export("audit_data"), {}, WHERE)
+        check_all_settings()
     assert '{"<export>": {"<param>": value}}' in str(caught.value)
 
 
+def _preset(monkeypatch, text: str, export_name: str) -> dict:
+    """What the resource built from the environment hands ``build_query`` for one export."""
+    from edu_assets.vendors.stellic.resources import stellic_resource_from_env
+
+    monkeypatch.setenv("STELLIC_EXPORT_PARAMS", text)
+    return stellic_resource_from_env().params_for(export_name)
+
+
 def test_a_bad_value_from_the_environment_says_where_it_came_from(monkeypatch):
-    monkeypatch.setenv("STELLIC_EXPORT_PARAMS", '{"bulk_exceptions_detailed": {"include_all": "maybe"}}')
+    preset = _preset(monkeypatch, '{"bulk_exceptions_detailed": {"include_all": "maybe"}}', "bulk_exceptions_detailed")
     with pytest.raises(ConfigError, match=r"'include_all' \(bool\).*'maybe' from STELLIC_EXPORT_PARAMS"):
-        stellic.build_query(export("bulk_exceptions_detailed"), {}, WHERE)
+        stellic.build_query(export("bulk_exceptions_detailed"), {}, WHERE, preset)
 
 
 def test_export_params_from_the_environment_are_used(monkeypatch):
-    monkeypatch.setenv("STELLIC_EXPORT_PARAMS", '{"plancourse_enrollment_by_term": {"school_name": "Arts"}}')
-    assert stellic.env_params("plancourse_enrollment_by_term") == {"school_name": "Arts"}
-    assert ("school_name", "Arts") in stellic.build_query(export("plancourse_enrollment_by_term"), {}, WHERE)
+    preset = _preset(monkeypatch, '{"plancourse_enrollment_by_term": {"school_name": "Arts"}}',
+                     "plancourse_enrollment_by_term")
+    assert preset == {"school_name": "Arts"}
+    assert ("school_name", "Arts") in stellic.build_query(export("plancourse_enrollment_by_term"), {}, WHERE, preset)
+    # the run config wins over the environment
+    query = stellic.build_query(export("plancourse_enrollment_by_term"), {"school_name": "Law"}, WHERE, preset)
+    assert ("school_name", "Law") in query and ("school_name", "Arts") not in query

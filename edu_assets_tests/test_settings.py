@@ -47,7 +47,7 @@ def test_bad_values_fail_the_load_with_one_error_naming_each_variable_and_its_ty
 
 def test_a_bad_date_fails_the_load_but_not_the_import_of_any_vendor_module():
     poisoned = {"SKILLSPASS_START_DATE": "yesterday", "EDU_SNAPSHOT_START_DATE": "soon",
-                "EDU_WINDOW_START_DATE": "2025-13-01"}
+                "EDU_WINDOW_START_DATE": "2025-13-01", "XPORTER_START_MONTH": "last year"}
     code = (
         "import importlib, pkgutil, edu_assets.vendors as v\n"
         "names = [m.name for m in pkgutil.walk_packages(v.__path__, 'edu_assets.vendors.')]\n"

@@ -321,10 +321,13 @@ def test_missing_user_value_fails_with_clear_message(defs, instance, sandbox, la
     assert call["query"]["screen_names"] == ["Writing Requirement", "Science Requirement"]
 
 
-def test_params_from_environment_and_partition_binding(defs, instance, sandbox, lake_env, monkeypatch):
+def test_params_from_environment_and_partition_binding(instance, sandbox, lake_env, monkeypatch):
+    from edu_assets.definitions import build_definitions
+
     monkeypatch.setenv(
         "STELLIC_EXPORT_PARAMS", '{"plancourse_enrollment_by_term": {"school_name": "Divinity School"}}'
     )
+    defs = build_definitions()  # settings enter when the definitions load (the Stellic resource holds them)
     assert materialize(defs, instance, "plancourse_enrollment_by_term", "2025").success
     (call,) = requests_to(sandbox, "plancourse_enrollment_by_term")
     assert call["query"]["years"] == ["2025"] and call["query"]["school_name"] == ["Divinity School"]

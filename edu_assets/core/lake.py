@@ -56,7 +56,7 @@ from edu_assets.core.naming import (
     snake_case,
     sql_str,
 )
-from edu_assets.core.settings import LakeSettings, env
+from edu_assets.core.settings import DUCKDB_MEMORY_LIMIT, DUCKDB_THREADS, LakeSettings
 
 DATA_FILE = "data.parquet"
 _TMP_PREFIX = ".inflight-"
@@ -117,8 +117,8 @@ def _connect(spill_dir: Path | None = None, memory_limit: str | None = None,
     ~35 ms, a cursor ~0.5 ms, and a run landing an endpoint of many small tables opens hundreds. A cursor
     is its own connection (temp tables are private to it); the memory cap is shared by the process.
     """
-    limit = memory_limit or env("EDU_DUCKDB_MEMORY_LIMIT", "200MB") or "200MB"
-    threads = env("EDU_DUCKDB_THREADS") or ""
+    limit = memory_limit or DUCKDB_MEMORY_LIMIT.get()
+    threads = str(DUCKDB_THREADS.get() or "")
     # a forked child must not reuse its parent's; the object store's filesystem is registered per database
     key = (os.getpid(), str(spill_dir or ""), limit, threads, id(fs) if fs is not None else 0)
     with _databases_lock:
@@ -183,17 +183,44 @@ class Lake:
             path = path / component
         return path
 
-    def work_dir(self, vendor: str, asset: str, partition: Mapping[str, str]) -> Path:
+    def data_file(self, pid: PartitionId) -> Path:
+        """The partition's Parquet file (``<dataset>/<dim>=<value>/.../data.parquet``), landed or not."""
+        return self.partition_dir(pid.vendor, pid.dataset, pid.mapping) / DATA_FILE
+
+    def state(self, pid: PartitionId) -> dict[str, Any]:
+        """The state stored with the partition's landed file ({} when none is landed): see :func:`read_state`."""
+        return read_state(self.data_file(pid))
+
+    def stored(self, pid: PartitionId) -> Stored | None:
+        """What the partition's landed file says about itself, from one footer read; None when none is landed."""
+        path = self.data_file(pid)
+        if not path.exists():
+            return None
+        parquet = _parquet(path)
+        schema = parquet.schema_arrow
+        return Stored(path, int(parquet.metadata.num_rows), _kv_json(schema, STATE_KEY),
+                      _kv_json(schema, ORIGINALS_KEY))
+
+    def work_dir(self, vendor: str | PartitionId, asset: str | None = None,
+                 partition: Mapping[str, str] | None = None) -> Path:
         """The directory of this partition's attempts' raw downloads (swept by :mod:`edu_assets.core.workdir`).
 
         Its name joins the partition's directory names, shortened as a whole when too long (a work
-        directory is transient, so only names that could not exist before change)."""
-        slug = "_".join(partition_component(k, v) for k, v in partition.items()) or "all"
-        return self.settings.work_dir / vendor / asset / bounded_name(slug)
+        directory is transient, so only names that could not exist before change). Takes a
+        :class:`PartitionId`, or (for older callers) its vendor, dataset and dimensions."""
+        pid = _target(vendor, asset, partition)
+        slug = "_".join(partition_component(k, v) for k, v in pid.dims) or "all"
+        return self.settings.work_dir / pid.vendor / pid.dataset / bounded_name(slug)
 
-    def work_path(self, vendor: str, asset: str, partition: Mapping[str, str], name: str) -> Path:
-        """Where a raw download for this partition is staged (and kept when it cannot be landed)."""
-        path = self.work_dir(vendor, asset, partition) / name
+    def work_path(self, vendor: str | PartitionId, *args: Any) -> Path:
+        """Where a raw download for this partition is staged (and kept when it cannot be landed):
+        ``work_path(pid, name)``, or (older callers) ``work_path(vendor, dataset, dimensions, name)``."""
+        if isinstance(vendor, PartitionId):
+            (name,) = args
+            path = self.work_dir(vendor) / name
+        else:
+            asset, partition, name = args
+            path = self.work_dir(vendor, asset, partition) / name
         path.parent.mkdir(parents=True, exist_ok=True)
         return path
 
@@ -202,9 +229,9 @@ class Lake:
         self,
         src: Path,
         where: Where,
-        vendor: str,
-        asset: str,
-        partition: Mapping[str, str],
+        vendor: str | PartitionId,
+        asset: str | None = None,
+        partition: Mapping[str, str] | None = None,
         *,
         encoding: str = "utf-8",
         expected_columns: Sequence[str] | None = None,
@@ -224,7 +251,8 @@ class Lake:
                 typed = False
                 return self._copy_csv(con, src, tmp, encoding, all_varchar=True)
 
-        target = self.partition_dir(vendor, asset, partition) / DATA_FILE
+        pid = _target(vendor, asset, partition)
+        target, partition = self.data_file(pid), pid.mapping
         landed = self._atomic(target, where, write, expected_columns, partition,
                               on_error=lambda exc: _csv_error(where, src, encoding, exc))
         landed.typed = typed
@@ -251,9 +279,9 @@ class Lake:
     def land_empty(
         self,
         where: Where,
-        vendor: str,
-        asset: str,
-        partition: Mapping[str, str],
+        vendor: str | PartitionId,
+        asset: str | None = None,
+        partition: Mapping[str, str] | None = None,
         expected_columns: Sequence[str] | None = None,
         *,
         like: Path | None = None,
@@ -264,7 +292,8 @@ class Lake:
         given, else the documented columns as text, so the dataset's view keeps working; either way fitted
         to this partition (renamed columns, this partition's full key: see the module's docstring).
         """
-        target = self.partition_dir(vendor, asset, partition) / DATA_FILE
+        pid = _target(vendor, asset, partition)
+        target, partition = self.data_file(pid), pid.mapping
 
         def write(con: duckdb.DuckDBPyConnection, tmp: Path) -> list[str]:
             if like is not None and like.exists():
@@ -289,9 +318,9 @@ class Lake:
         self,
         staged: Path,
         where: Where,
-        vendor: str,
-        asset: str,
-        partition: Mapping[str, str],
+        vendor: str | PartitionId,
+        asset: str | None = None,
+        partition: Mapping[str, str] | None = None,
         *,
         expected_columns: Sequence[str] | None = None,
         state: Mapping[str, Any] | None = None,
@@ -301,7 +330,8 @@ class Lake:
         ``state`` (e.g. a change-set token) is stored in the same Parquet file, so the state and the data it
         covers are replaced together, atomically.
         """
-        target = self.partition_dir(vendor, asset, partition) / DATA_FILE
+        pid = _target(vendor, asset, partition)
+        target, partition = self.data_file(pid), pid.mapping
         return self._atomic(target, where,
                             lambda con, tmp: _copy_json(con, staged, tmp, expected_columns, state, partition),
                             expected_columns, partition, on_error=lambda exc: _json_error(where, staged, exc))
@@ -312,9 +342,9 @@ class Lake:
         deleted_ids: Sequence[str],
         key: str,
         where: Where,
-        vendor: str,
-        asset: str,
-        partition: Mapping[str, str],
+        vendor: str | PartitionId,
+        asset: str | None = None,
+        partition: Mapping[str, str] | None = None,
         *,
         expected_columns: Sequence[str] | None = None,
         state: Mapping[str, Any] | None = None,
@@ -324,7 +354,8 @@ class Lake:
         The result replaces the partition atomically (with ``state``), so a crash leaves the previous
         version and its state, and re-applying the same change set gives the same rows.
         """
-        target = self.partition_dir(vendor, asset, partition) / DATA_FILE
+        pid = _target(vendor, asset, partition)
+        target, partition = self.data_file(pid), pid.mapping
 
         def write(con: duckdb.DuckDBPyConnection, tmp: Path) -> list[str]:
             # a change set is small: its records are read once, into a temp table that both uses below read

@@ -90,7 +90,7 @@ def build_export_asset(spec: ExportSpec) -> dg.AssetsDefinition:
             )
         if part.snapshot and key is not None:
             check_snapshot_date(key, where, config.allow_past_snapshot)
-        query = build_query(spec, config.params, where) + (
+        query = build_query(spec, config.params, where, stellic.params_for(spec.name)) + (
             part.to_params(key, where) if key is not None else []
         )
         if config.delivery_channel != "auto":

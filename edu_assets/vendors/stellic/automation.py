@@ -11,7 +11,7 @@ from edu_assets.core.configured import latest_partition_schedule
 from edu_assets.core.demo_plan import AddPartitions, DemoContext, Run, Say, Skip, Step
 from edu_assets.core.export_sensor import build_export_completion_sensor
 from edu_assets.vendors.stellic.assets import asset_key
-from edu_assets.vendors.stellic.catalog import ExportSpec, env_params, load_catalog, load_partner_reads
+from edu_assets.vendors.stellic.catalog import ExportSpec, load_catalog, load_partner_reads
 from edu_assets.vendors.stellic.client import VENDOR
 from edu_assets.vendors.stellic.partitions import PARTITIONINGS, today
 from edu_assets.vendors.stellic.partner import partition_key, read_key
@@ -52,11 +52,11 @@ def build_snapshot_schedule(specs: tuple[ExportSpec, ...]) -> dg.ScheduleDefinit
 DEMO_STUDENTS = 20  # students each per-student partner read covers in the demo
 
 
-def _demo_params(spec: ExportSpec, sandboxed: bool) -> dict | None:
+def _demo_params(spec: ExportSpec, sandboxed: bool, preset: dict) -> dict | None:
     """Params for the demo run, or None when a required value is unknown (live vendor, not configured)."""
     params: dict = {}
     for p in spec.required_params:
-        if p.name in env_params(spec.name):
+        if p.name in preset:
             continue
         if not sandboxed:
             return None
@@ -81,7 +81,7 @@ def demo_plan(ctx: DemoContext) -> Iterator[Step]:
     for (kind, partition), group in groups.items():
         keys, config = [], {}
         for spec in group:
-            params = _demo_params(spec, sandboxed)
+            params = _demo_params(spec, sandboxed, ctx.resource("stellic").params_for(spec.name))
             if params is None:
                 yield Skip(asset_key(spec), partition, "needs user-chosen params (STELLIC_EXPORT_PARAMS)")
                 continue

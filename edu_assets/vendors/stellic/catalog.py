@@ -21,13 +21,11 @@ from pydantic import Field, StrictBool, field_validator, model_validator
 
 from edu_assets.core.catalog_model import CatalogModel, Columns, catalog_error, load_yaml_model
 from edu_assets.core.errors import ConfigError, Where
-from edu_assets.core.settings import env
 from edu_assets.vendors.stellic.client import VENDOR
 from edu_assets.vendors.stellic.partitions import PARTITIONINGS
+from edu_assets.vendors.stellic.resources import ENV_PARAMS
 
 CATALOG_PATH = Path(__file__).with_name("catalog.yaml")
-ENV_PARAMS = "STELLIC_EXPORT_PARAMS"
-_ENV_SHAPE = '{"<export>": {"<param>": value}}'
 
 ParamType = Literal["str", "int", "bool", "list", "csv"]
 Api = Literal["bulk", "partner"]
@@ -310,33 +308,6 @@ def load_partner_reads(path: Path = CATALOG_PATH) -> tuple[tuple[PartnerReadSpec
 # ------------------------------------------------------------------------------ run config -> query
 
 
-def _env_error(what: str) -> ConfigError:
-    return ConfigError(Where(VENDOR), f"{ENV_PARAMS} {what}",
-                       hint=f"set {ENV_PARAMS} to a JSON object {_ENV_SHAPE}, or unset it")
-
-
-def _parse_env_params(text: str) -> dict[str, dict[str, Any]]:
-    """``STELLIC_EXPORT_PARAMS`` as {export: {param: value}}; any other shape is refused, not half-read."""
-    try:
-        mapping = json.loads(text)
-    except ValueError as exc:
-        raise _env_error(f"is not valid JSON ({exc})") from None
-    if not isinstance(mapping, dict):
-        raise _env_error(f"must be a JSON object of objects, {_ENV_SHAPE}; got {text[:200]!r}")
-    bad = next((k for k, v in mapping.items() if not isinstance(v, dict)), None)
-    if bad is not None:
-        raise _env_error(f"must be a JSON object of objects, {_ENV_SHAPE}; its {bad!r} is {mapping[bad]!r}")
-    return mapping
-
-
-def env_params(export: str) -> dict[str, Any]:
-    """Per-export parameter values from ``STELLIC_EXPORT_PARAMS`` (JSON ``{export: {param: value}}``)."""
-    text = env(ENV_PARAMS)
-    if not text:
-        return {}
-    return dict(_parse_env_params(text).get(export) or {})
-
-
 def _encode(spec: ExportSpec, param: Param, value: Any, source: str, where: Where) -> list[tuple[str, str]]:
     """The pairs for one value, or a ConfigError naming export, parameter, type, value and where it came from."""
     try:
@@ -361,15 +332,17 @@ def _missing(spec: ExportSpec, param: Param, where: Where) -> ConfigError:
     )
 
 
-def build_query(spec: ExportSpec, config_params: Mapping[str, Any], where: Where) -> list[tuple[str, str]]:
-    """Query parameters for one request: catalog fixed query, then params from config/env/defaults."""
+def build_query(spec: ExportSpec, config_params: Mapping[str, Any], where: Where,
+                preset: Mapping[str, Any] | None = None) -> list[tuple[str, str]]:
+    """Query parameters for one request: the catalog's fixed query, then each parameter from the run config,
+    else ``preset`` (the resource's values for this export, from STELLIC_EXPORT_PARAMS), else its default."""
     unknown = set(config_params) - {p.name for p in spec.params}
     if unknown:
         raise ConfigError(
             where,
             f"unknown parameter(s) {sorted(unknown)} for {spec.name}; it accepts {[p.name for p in spec.params] or 'none'}",
         )
-    from_env = env_params(spec.name)
+    from_env = dict(preset or {})
     values = {**from_env, **config_params}
     query: list[tuple[str, str]] = list(spec.query.items())
     for param in spec.params:

@@ -13,6 +13,7 @@ undocumented, is assumed to be ``rate_window_seconds``); a 429 is retried after 
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import dagster as dg
@@ -26,6 +27,7 @@ from edu_assets.core.settings import (
     DATE,
     TEXT,
     URL,
+    Kind,
     Setting,
     VendorMode,
     number,
@@ -48,7 +50,24 @@ RATE_PER_SECOND: Setting[float | None] = Setting("STELLIC_RATE_PER_SECOND", numb
 SNAPSHOT_START_DATE = Setting("EDU_SNAPSHOT_START_DATE", DATE, "2026-01-01", "the first day of Stellic's snapshot partitions")
 WINDOW_START_DATE = Setting("EDU_WINDOW_START_DATE", DATE, "2025-01-01",
                        "the first month/day of Stellic's time-window partitions (appointments, graduation applications)")
-SETTINGS: tuple[Setting[Any], ...] = (BASE_URL, INSTITUTION, RATE_PER_SECOND, SNAPSHOT_START_DATE, WINDOW_START_DATE)
+ENV_PARAMS = "STELLIC_EXPORT_PARAMS"
+EXPORT_PARAMS_SHAPE = '{"<export>": {"<param>": value}}'
+
+
+def parse_export_params(text: str) -> dict[str, dict[str, Any]]:
+    """``STELLIC_EXPORT_PARAMS`` as {export: {param: value}}; any other shape is a ValueError saying the shape
+    it needs (the settings check turns it into one ConfigError naming the variable, at definitions load)."""
+    mapping = json.loads(text)  # a JSONDecodeError is a ValueError
+    if not isinstance(mapping, dict) or any(not isinstance(v, dict) for v in mapping.values()):
+        raise ValueError(text)
+    return mapping
+
+
+EXPORT_PARAMS: Setting[dict[str, dict[str, Any]] | None] = Setting(
+    ENV_PARAMS, Kind(f"a JSON object of objects, {EXPORT_PARAMS_SHAPE}", parse_export_params), None,
+    "per-export parameter values, e.g. {\"plancourse_enrollment_by_term\": {\"school_name\": \"Arts\"}}")
+SETTINGS: tuple[Setting[Any], ...] = (BASE_URL, INSTITUTION, RATE_PER_SECOND, SNAPSHOT_START_DATE, WINDOW_START_DATE,
+                                      EXPORT_PARAMS)
 """Stellic's non-secret settings (STELLIC_TOKEN is a secret, read through dg.EnvVar)."""
 
 
@@ -77,7 +96,12 @@ class StellicResource(dg.ConfigurableResource):
     rate_per_second: float = LIVE_RATE_PER_SECOND
     rate_window_seconds: float = 60.0
     timeout_seconds: float = 130.0  # Stellic ends requests at 120 s
+    export_params: str = "{}"  # STELLIC_EXPORT_PARAMS as JSON: {export: {param: value}}, run config wins
     _registered: bool = PrivateAttr(default=False)
+
+    def params_for(self, export: str) -> dict[str, Any]:
+        """The configured parameter values of one export (what the run config does not set)."""
+        return dict(parse_export_params(self.export_params or "{}").get(export) or {})
 
     def client(self, log: Log | None = None) -> StellicClient:
         if not self.base_url:  # not configured or half-configured: say what to set, before any request
@@ -106,18 +130,21 @@ def stellic_resource_from_env() -> StellicResource:
     before secrets exist and a run fails before any request, saying what to set.
     ``STELLIC_RATE_PER_SECOND`` overrides the pace."""
     mode = stellic_mode()
+    params = json.dumps(EXPORT_PARAMS.get() or {})
     if mode.error() is not None:
-        return StellicResource(base_url="", token="")
+        return StellicResource(base_url="", token="", export_params=params)
     if mode.live:
         return StellicResource(
             base_url=mode.base_url,
             token=dg.EnvVar("STELLIC_TOKEN"),
             rate_per_second=_rate(LIVE_RATE_PER_SECOND),
+            export_params=params,
         )
     return StellicResource(
         base_url=mode.base_url,
         token=SANDBOX_TOKEN,
         rate_per_second=_rate(SANDBOX_RATE_PER_SECOND),
+        export_params=params,
     )
 
 

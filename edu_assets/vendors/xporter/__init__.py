@@ -8,13 +8,13 @@ import dagster as dg
 
 from edu_assets.vendors.xporter.assets import build_all, views
 from edu_assets.vendors.xporter.automation import (
-    FILTERED_SCHEDULES,
-    JOBS,
+    build_filter_discovery,
+    build_school_discovery,
     demo_plan,
+    filtered_schedules,
+    jobs,
     xporter_current_month,
     xporter_daily_snapshots,
-    xporter_filter_discovery,
-    xporter_school_discovery,
 )
 from edu_assets.vendors.xporter.monitoring import build_monitoring
 from edu_assets.vendors.xporter.resources import XporterResource
@@ -22,12 +22,12 @@ from edu_assets.vendors.xporter.resources import XporterResource
 __all__ = ["definitions", "demo_plan", "views"]
 
 
-@cache  # nothing here reads the environment at build time: build the ~200 assets once per process
+@cache  # the ~200 assets and their jobs are built once per process, from the settings of the first build
 def definitions() -> dg.Definitions:
     return dg.Definitions(
         assets=[*build_all(), *build_monitoring()],
-        jobs=JOBS,
-        sensors=[xporter_school_discovery, xporter_filter_discovery],
-        schedules=[xporter_daily_snapshots, xporter_current_month, *FILTERED_SCHEDULES],
+        jobs=list(jobs().values()),
+        sensors=[build_school_discovery(), build_filter_discovery()],
+        schedules=[xporter_daily_snapshots, xporter_current_month, *filtered_schedules()],
         resources={"xporter": XporterResource()},
     )

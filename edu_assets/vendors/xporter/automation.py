@@ -5,6 +5,8 @@ import datetime as dt
 import hashlib
 import json
 from collections.abc import Iterator
+from functools import cache
+from typing import Any
 
 import dagster as dg
 
@@ -57,73 +59,89 @@ def _keys(partitioning: str) -> list[dg.AssetKey]:
     return [asset_key(e, t) for e in by_partitioning().get(partitioning, (None, []))[1] for t in e.tables]
 
 
-snapshots_job = dg.define_asset_job(
-    SNAPSHOT_JOB, selection=dg.AssetSelection.assets(*_keys("estab")), partitions_def=ESTAB,
-    tags={"edu/vendor": VENDOR}, description="Every snapshot endpoint of one school (change sets where possible).",
-)
-current_month_job = dg.define_asset_job(
-    CURRENT_MONTH_JOB, selection=dg.AssetSelection.assets(*_keys("estab_month")), partitions_def=estab_month(),
-    tags={"edu/vendor": VENDOR}, description="Every date-range endpoint of one school for one month (the "
-                                                "per-student and per-staff ones fan out over its landed people).",
-)
-register_job = dg.define_asset_job(REGISTER_JOB, selection=dg.AssetSelection.assets(SCHOOLS),
-                                   tags={"edu/vendor": VENDOR}, description="The school register.")
+@cache
+def jobs() -> dict[str, Any]:
+    """Every Xporter job by name, built once when the definitions load (never at import: the month and
+    school-year partitions come from settings). One per partition layout: snapshots, the current month,
+    the register, and a job per mandatory-filter layout."""
+    built = {
+        SNAPSHOT_JOB: dg.define_asset_job(
+            SNAPSHOT_JOB, selection=dg.AssetSelection.assets(*_keys("estab")), partitions_def=ESTAB,
+            tags={"edu/vendor": VENDOR},
+            description="Every snapshot endpoint of one school (change sets where possible).",
+        ),
+        CURRENT_MONTH_JOB: dg.define_asset_job(
+            CURRENT_MONTH_JOB, selection=dg.AssetSelection.assets(*_keys("estab_month")), partitions_def=estab_month(),
+            tags={"edu/vendor": VENDOR}, description="Every date-range endpoint of one school for one month (the "
+                                                     "per-student and per-staff ones fan out over its landed people).",
+        ),
+        REGISTER_JOB: dg.define_asset_job(REGISTER_JOB, selection=dg.AssetSelection.assets(SCHOOLS),
+                                          tags={"edu/vendor": VENDOR}, description="The school register."),
+    }
+    return built | {filtered_job_name(partitioning): job for partitioning, job in _filtered_jobs().values()}
 
 
 def filtered_job_name(partitioning: Partitioning) -> str:
     return f"xporter_{partitioning.name}"
 
 
-FILTERED_JOBS = {
-    name: dg.define_asset_job(
-        filtered_job_name(partitioning), selection=dg.AssetSelection.assets(*_keys(name)),
-        partitions_def=partitioning.definition, tags={"edu/vendor": VENDOR},
-        description=f"Endpoints partitioned by a mandatory filter ({partitioning.name}): "
-                    + ", ".join(e.name for e in endpoints) + ".",
+@cache
+def _filtered_jobs() -> dict[str, tuple[Partitioning, Any]]:
+    """The job of each mandatory-filter layout, by the layout's name."""
+    return {
+        name: (partitioning, dg.define_asset_job(
+            filtered_job_name(partitioning), selection=dg.AssetSelection.assets(*_keys(name)),
+            partitions_def=partitioning.definition, tags={"edu/vendor": VENDOR},
+            description=f"Endpoints partitioned by a mandatory filter ({partitioning.name}): "
+                        + ", ".join(e.name for e in endpoints) + ".",
+        ))
+        for name, (partitioning, endpoints) in by_partitioning().items() if name not in ("estab", "estab_month")
+    }
+
+
+def build_school_discovery() -> dg.SensorDefinition:
+    """The school discovery sensor (a builder: it targets jobs that are built when the definitions load)."""
+
+    @dg.sensor(
+        name="xporter_school_discovery",
+        minimum_interval_seconds=600,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        jobs=[jobs()[REGISTER_JOB], jobs()[SNAPSHOT_JOB]],
+        description="Reads the school register with the management token: adds authorised schools as `estab` "
+                    "partitions (and loads them at once), removes revoked ones (their landed data stays), and "
+                    "refreshes xporter/schools when the register changes.",
     )
-    for name, (partitioning, endpoints) in by_partitioning().items() if name not in ("estab", "estab_month")
-}
-JOBS = [snapshots_job, current_month_job, register_job, *FILTERED_JOBS.values()]
+    @skip_unless_configured(xporter_mode)
+    def xporter_school_discovery(context: dg.SensorEvaluationContext, xporter: XporterResource) -> dg.SensorResult:
+        schools = xporter.schools(context.log, max_age_seconds=0)
+        current = set(context.instance.get_dynamic_partitions(ESTAB_PARTITIONS))
+        authorised = {s.estab for s in schools if s.status == "authorised"}
+        revoked = {s.estab for s in schools if s.status == "revoked"}
+        added = sorted(authorised - current)
+        removed = sorted(revoked & current)
+        fingerprint = hashlib.sha256(
+            json.dumps(sorted((s.estab, s.status, sorted(s.scopes)) for s in schools)).encode()
+        ).hexdigest()[:16]
+        requests: list[dg.RunRequest] = []
+        if fingerprint != context.cursor:
+            requests.append(dg.RunRequest(run_key=f"register-{fingerprint}", job_name=REGISTER_JOB))
+        today = dt.datetime.now(dt.UTC).date().isoformat()
+        for estab in added:
+            context.log.info(f"[xporter] new authorised school {estab}: adding its partitions and loading its snapshots")
+        # the new partitions are appended in this order, so each batch is a contiguous range of them
+        for batch in school_batches(added):
+            requests.append(_snapshot_request(f"new-schools-{batch[0]}-{batch[-1]}-{today}", batch,
+                                              {"edu/trigger": "school_discovery"}))
+        for estab in removed:
+            context.log.info(f"[xporter] school {estab} revoked access: no longer scheduled; its landed data is kept")
+        dynamic: list[dg.AddDynamicPartitionsRequest | dg.DeleteDynamicPartitionsRequest] = []
+        if added:
+            dynamic.append(ESTAB.build_add_request(added))
+        if removed:
+            dynamic.append(ESTAB.build_delete_request(removed))
+        return dg.SensorResult(run_requests=requests, dynamic_partitions_requests=dynamic, cursor=fingerprint)
 
-
-@dg.sensor(
-    name="xporter_school_discovery",
-    minimum_interval_seconds=600,
-    default_status=dg.DefaultSensorStatus.RUNNING,
-    jobs=[register_job, snapshots_job],
-    description="Reads the school register with the management token: adds authorised schools as `estab` "
-                "partitions (and loads them at once), removes revoked ones (their landed data stays), and "
-                "refreshes xporter/schools when the register changes.",
-)
-@skip_unless_configured(xporter_mode)
-def xporter_school_discovery(context: dg.SensorEvaluationContext, xporter: XporterResource) -> dg.SensorResult:
-    schools = xporter.schools(context.log, max_age_seconds=0)
-    current = set(context.instance.get_dynamic_partitions(ESTAB_PARTITIONS))
-    authorised = {s.estab for s in schools if s.status == "authorised"}
-    revoked = {s.estab for s in schools if s.status == "revoked"}
-    added = sorted(authorised - current)
-    removed = sorted(revoked & current)
-    fingerprint = hashlib.sha256(
-        json.dumps(sorted((s.estab, s.status, sorted(s.scopes)) for s in schools)).encode()
-    ).hexdigest()[:16]
-    requests: list[dg.RunRequest] = []
-    if fingerprint != context.cursor:
-        requests.append(dg.RunRequest(run_key=f"register-{fingerprint}", job_name=REGISTER_JOB))
-    today = dt.datetime.now(dt.UTC).date().isoformat()
-    for estab in added:
-        context.log.info(f"[xporter] new authorised school {estab}: adding its partitions and loading its snapshots")
-    # the new partitions are appended in this order, so each batch is a contiguous range of them
-    for batch in school_batches(added):
-        requests.append(_snapshot_request(f"new-schools-{batch[0]}-{batch[-1]}-{today}", batch,
-                                          {"edu/trigger": "school_discovery"}))
-    for estab in removed:
-        context.log.info(f"[xporter] school {estab} revoked access: no longer scheduled; its landed data is kept")
-    dynamic: list[dg.AddDynamicPartitionsRequest | dg.DeleteDynamicPartitionsRequest] = []
-    if added:
-        dynamic.append(ESTAB.build_add_request(added))
-    if removed:
-        dynamic.append(ESTAB.build_delete_request(removed))
-    return dg.SensorResult(run_requests=requests, dynamic_partitions_requests=dynamic, cursor=fingerprint)
+    return xporter_school_discovery
 
 
 @dg.schedule(job_name=SNAPSHOT_JOB, cron_schedule="0 6 * * *", execution_timezone="Europe/London",
@@ -227,58 +245,63 @@ def _published(record: object, name: str) -> list[str] | None:
     return [str(v) for v in value] if isinstance(value, list) else None
 
 
-@dg.sensor(
-    name=FILTER_DISCOVERY,
-    minimum_interval_seconds=300,
-    default_status=dg.DefaultSensorStatus.RUNNING,
-    jobs=list(FILTERED_JOBS.values()) or None,
-    description="Keeps the partitions of mandatory filters found in lookup endpoints (UDF names from "
-                "UserDefinedFields, document types from LinkedDocumentTypes, aspects and marksheets from "
-                "assessmentstructure) in step with what those endpoints last landed for each school, and "
-                "loads the new partitions at once. Reads Dagster's event log only: no vendor request.",
-)
-@skip_unless_configured(xporter_mode)
-def xporter_filter_discovery(context: dg.SensorEvaluationContext) -> dg.SensorResult:
-    cursor: dict[str, int] = json.loads(context.cursor) if context.cursor else {}
-    layouts = by_partitioning()
-    moment = dt.datetime.now(dt.UTC)
-    requests: list[dg.RunRequest] = []
-    dynamic: list[dg.AddDynamicPartitionsRequest | dg.DeleteDynamicPartitionsRequest] = []
-    for name, source in sorted(_lookups().items()):
-        records = context.instance.fetch_materializations(
-            dg.AssetRecordsFilter(asset_key=source, after_storage_id=cursor.get(name)), limit=10_000, ascending=True,
-        ).records
-        if not records:
-            continue
-        cursor[name] = records[-1].storage_id
-        latest: dict[str, list[str]] = {}
-        for record in records:  # the last landing of each school wins
-            values = _published(record, name)
-            if values is not None and record.partition_key:
-                latest[record.partition_key] = values
-        definition = lookup_partitions(name)
-        existing = context.instance.get_dynamic_partitions(definition.name)
-        added: list[str] = []
-        removed: list[str] = []
-        for estab, values in latest.items():
-            current = {k for k in existing if split_lookup_key(k)[0] == estab}
-            wanted = [lookup_key(estab, v) for v in values]
-            added += [k for k in wanted if k not in current]
-            removed += sorted(current - set(wanted))
-            context.log.info(f"[xporter] {name}: school {estab} has {len(values)} value(s) in {source.to_user_string()}"
-                             f"; {sum(k not in current for k in wanted)} new, {len(current - set(wanted))} gone")
-        if added:
-            dynamic.append(definition.build_add_request(added))
-            # appended in this order: each batch is a contiguous range of the new partitions
-            for partitioning, _ in layouts.values():
-                if partitioning.lookup == name:
-                    requests += filtered_requests(partitioning, added, moment, f"new-{partitioning.name}-{moment:%Y%m%d%H%M}",
-                                                  {"edu/trigger": FILTER_DISCOVERY})
-        if removed:
-            context.log.info(f"[xporter] {name}: {len(removed)} value(s) gone from their lookup: no longer "
-                             "scheduled; their landed data is kept")
-            dynamic.append(definition.build_delete_request(removed))
-    return dg.SensorResult(run_requests=requests, dynamic_partitions_requests=dynamic, cursor=json.dumps(cursor))
+def build_filter_discovery() -> dg.SensorDefinition:
+    """The filter discovery sensor (a builder: it targets jobs that are built when the definitions load)."""
+
+    @dg.sensor(
+        name=FILTER_DISCOVERY,
+        minimum_interval_seconds=300,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        jobs=[job for _, job in _filtered_jobs().values()] or None,
+        description="Keeps the partitions of mandatory filters found in lookup endpoints (UDF names from "
+                    "UserDefinedFields, document types from LinkedDocumentTypes, aspects and marksheets from "
+                    "assessmentstructure) in step with what those endpoints last landed for each school, and "
+                    "loads the new partitions at once. Reads Dagster's event log only: no vendor request.",
+    )
+    @skip_unless_configured(xporter_mode)
+    def xporter_filter_discovery(context: dg.SensorEvaluationContext) -> dg.SensorResult:
+        cursor: dict[str, int] = json.loads(context.cursor) if context.cursor else {}
+        layouts = by_partitioning()
+        moment = dt.datetime.now(dt.UTC)
+        requests: list[dg.RunRequest] = []
+        dynamic: list[dg.AddDynamicPartitionsRequest | dg.DeleteDynamicPartitionsRequest] = []
+        for name, source in sorted(_lookups().items()):
+            records = context.instance.fetch_materializations(
+                dg.AssetRecordsFilter(asset_key=source, after_storage_id=cursor.get(name)), limit=10_000, ascending=True,
+            ).records
+            if not records:
+                continue
+            cursor[name] = records[-1].storage_id
+            latest: dict[str, list[str]] = {}
+            for record in records:  # the last landing of each school wins
+                values = _published(record, name)
+                if values is not None and record.partition_key:
+                    latest[record.partition_key] = values
+            definition = lookup_partitions(name)
+            existing = context.instance.get_dynamic_partitions(definition.name)
+            added: list[str] = []
+            removed: list[str] = []
+            for estab, values in latest.items():
+                current = {k for k in existing if split_lookup_key(k)[0] == estab}
+                wanted = [lookup_key(estab, v) for v in values]
+                added += [k for k in wanted if k not in current]
+                removed += sorted(current - set(wanted))
+                context.log.info(f"[xporter] {name}: school {estab} has {len(values)} value(s) in {source.to_user_string()}"
+                                 f"; {sum(k not in current for k in wanted)} new, {len(current - set(wanted))} gone")
+            if added:
+                dynamic.append(definition.build_add_request(added))
+                # appended in this order: each batch is a contiguous range of the new partitions
+                for partitioning, _ in layouts.values():
+                    if partitioning.lookup == name:
+                        requests += filtered_requests(partitioning, added, moment, f"new-{partitioning.name}-{moment:%Y%m%d%H%M}",
+                                                      {"edu/trigger": FILTER_DISCOVERY})
+            if removed:
+                context.log.info(f"[xporter] {name}: {len(removed)} value(s) gone from their lookup: no longer "
+                                 "scheduled; their landed data is kept")
+                dynamic.append(definition.build_delete_request(removed))
+        return dg.SensorResult(run_requests=requests, dynamic_partitions_requests=dynamic, cursor=json.dumps(cursor))
+
+    return xporter_filter_discovery
 
 
 def _daily_filtered(partitioning: Partitioning, hour: int) -> dg.ScheduleDefinition:
@@ -286,7 +309,7 @@ def _daily_filtered(partitioning: Partitioning, hour: int) -> dg.ScheduleDefinit
     month, school year or key stages; in batches."""
     dynamic = partitioning.dynamic_name
 
-    @dg.schedule(name=f"xporter_daily_{partitioning.name}", job=FILTERED_JOBS[partitioning.name],
+    @dg.schedule(name=f"xporter_daily_{partitioning.name}", job=_filtered_jobs()[partitioning.name][1],
                  cron_schedule=f"0 {hour} * * *", execution_timezone="Europe/London",
                  default_status=dg.DefaultScheduleStatus.STOPPED,
                  description=f"Every partition of {filtered_job_name(partitioning)} daily (the current month, school "
@@ -300,7 +323,9 @@ def _daily_filtered(partitioning: Partitioning, hour: int) -> dg.ScheduleDefinit
     return _schedule
 
 
-FILTERED_SCHEDULES = [_daily_filtered(by[0], 7) for name, by in by_partitioning().items() if name in FILTERED_JOBS]
+def filtered_schedules() -> list[dg.ScheduleDefinition]:
+    """Daily schedules of every mandatory-filter job (stopped by default)."""
+    return [_daily_filtered(partitioning, 7) for partitioning, _ in _filtered_jobs().values()]
 
 
 DEMO_MONTHS = 2  # months of every date-range endpoint the demo loads per school
