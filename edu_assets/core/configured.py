@@ -12,7 +12,7 @@ The vendor is identified only by the mode function it passes in; this module nam
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
 import dagster as dg
@@ -70,3 +70,26 @@ def latest_partition_schedule(
         return dg.RunRequest(run_key=key, partition_key=key)
 
     return _schedule
+
+
+R = TypeVar("R")
+
+
+def resource_for_mode(
+    resource: Callable[..., R],
+    mode: VendorMode,
+    *,
+    live: Mapping[str, Any],
+    sandbox: Mapping[str, Any],
+    unset: Mapping[str, Any],
+    **common: Any,
+) -> R:
+    """A vendor's resource for how the vendor is reached now, the same way for every vendor.
+
+    *live*: ``live`` holds its secrets as ``dg.EnvVar`` (the UI shows only their names); *sandbox*: the
+    sandbox's published credentials; *not configured* or *half-configured*: no base URL and empty secrets
+    (``unset``), so the definitions load before secrets exist and a run fails before any request, saying
+    what to set. ``common`` are the vendor's settings, the same in every mode."""
+    if mode.error() is not None:
+        return resource(base_url="", **unset, **common)
+    return resource(base_url=mode.base_url, **(live if mode.live else sandbox), **common)

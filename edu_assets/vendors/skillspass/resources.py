@@ -7,6 +7,7 @@ from typing import Any
 
 import dagster as dg
 
+from edu_assets.core.configured import resource_for_mode
 from edu_assets.core.errors import ConfigError, Where
 from edu_assets.core.http import Log, VendorHTTP
 from edu_assets.core.redact import register_secret
@@ -119,11 +120,11 @@ def skillspass_resource_from_env() -> SkillsPassResource:
         "default_format": FORMAT.get(),
         "days_per_job": DAYS_PER_JOB.get(),
     }
-    if mode.error() is not None:
-        return SkillsPassResource(base_url="", key="", token="", secret="", **common)
-    if mode.live:
-        return SkillsPassResource(
-            base_url=mode.base_url, key=dg.EnvVar("SKILLSPASS_KEY"), token=dg.EnvVar("SKILLSPASS_TOKEN"),
-            secret=dg.EnvVar("SKILLSPASS_SECRET"), **common,
-        )
-    return SkillsPassResource(base_url=mode.base_url, key=SANDBOX_KEY, token=SANDBOX_TOKEN, secret=SANDBOX_SECRET, **common)
+    return resource_for_mode(
+        SkillsPassResource, mode,
+        live={"key": dg.EnvVar("SKILLSPASS_KEY"), "token": dg.EnvVar("SKILLSPASS_TOKEN"),
+              "secret": dg.EnvVar("SKILLSPASS_SECRET")},
+        sandbox={"key": SANDBOX_KEY, "token": SANDBOX_TOKEN, "secret": SANDBOX_SECRET},
+        unset={"key": "", "token": "", "secret": ""},
+        **common,
+    )

@@ -19,6 +19,7 @@ from typing import Any
 import dagster as dg
 from pydantic import PrivateAttr
 
+from edu_assets.core.configured import resource_for_mode
 from edu_assets.core.errors import ConfigError, Where
 from edu_assets.core.http import Log, VendorHTTP
 from edu_assets.core.ratebudget import HeaderBudget
@@ -131,19 +132,11 @@ def stellic_resource_from_env() -> StellicResource:
     ``STELLIC_RATE_PER_SECOND`` overrides the pace."""
     mode = stellic_mode()
     params = json.dumps(EXPORT_PARAMS.get() or {})
-    if mode.error() is not None:
-        return StellicResource(base_url="", token="", export_params=params)
-    if mode.live:
-        return StellicResource(
-            base_url=mode.base_url,
-            token=dg.EnvVar("STELLIC_TOKEN"),
-            rate_per_second=_rate(LIVE_RATE_PER_SECOND),
-            export_params=params,
-        )
-    return StellicResource(
-        base_url=mode.base_url,
-        token=SANDBOX_TOKEN,
-        rate_per_second=_rate(SANDBOX_RATE_PER_SECOND),
+    return resource_for_mode(
+        StellicResource, mode,
+        live={"token": dg.EnvVar("STELLIC_TOKEN"), "rate_per_second": _rate(LIVE_RATE_PER_SECOND)},
+        sandbox={"token": SANDBOX_TOKEN, "rate_per_second": _rate(SANDBOX_RATE_PER_SECOND)},
+        unset={"token": ""},
         export_params=params,
     )
 

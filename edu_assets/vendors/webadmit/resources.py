@@ -6,6 +6,7 @@ from typing import Any
 
 import dagster as dg
 
+from edu_assets.core.configured import resource_for_mode
 from edu_assets.core.errors import ConfigError, Where
 from edu_assets.core.http import Log, VendorHTTP
 from edu_assets.core.ratebudget import HeaderBudget
@@ -67,8 +68,5 @@ def webadmit_resource_from_env() -> WebAdmitResource:
         "rate_reserve_fraction": RATE_RESERVE_FRACTION.get(),
         "rate_per_second": RATE_PER_SECOND.get(),
     }
-    if mode.error() is not None:
-        return WebAdmitResource(base_url="", api_key="", **budget)
-    if mode.live:
-        return WebAdmitResource(base_url=mode.base_url, api_key=dg.EnvVar("WEBADMIT_API_KEY"), **budget)
-    return WebAdmitResource(base_url=mode.base_url, api_key=SANDBOX_API_KEY, **budget)
+    return resource_for_mode(WebAdmitResource, mode, live={"api_key": dg.EnvVar("WEBADMIT_API_KEY")},
+                             sandbox={"api_key": SANDBOX_API_KEY}, unset={"api_key": ""}, **budget)
