@@ -268,3 +268,15 @@ def test_prose_job_id_and_an_undocumented_final_status_with_a_url_land(defs, ins
     assert mat.metadata["vendor_status"].value == "GENERATED" and mat.metadata["dagster/row_count"].value == 20
     (started, *_) = export_observations(instance, "skillspass/users")
     assert "jobId" in str(started)
+
+
+@pytest.mark.parametrize("activity", ["२३", "12a"])
+def test_an_activity_partition_not_in_ascii_digits_fails_before_any_request(defs, instance, sandbox, skillspass,
+                                                                           lake_env, activity):
+    """Learning-activity ids are the vendor's integers; "२३" passes ``str.isdigit`` but is no id of theirs."""
+    instance.add_dynamic_partitions(ACTIVITIES.name, [activity])
+    key = str(dg.MultiPartitionKey({"activity": activity, "date": DAY}))
+    result = materialize(defs, instance, "skillspass/learning_activity_interactions", key)
+    assert not result.success
+    assert "learning activity ids are numbers" in failure_message(result) and activity in failure_message(result)
+    assert creates(sandbox) == []

@@ -323,7 +323,7 @@ def build_interactions_asset(spec: ExportSpec) -> dg.AssetsDefinition:
         )
         activity, day = dims["activity"], dims["date"]
         where = Where(VENDOR, spec.name, f"activity {activity}, {day}")
-        if not activity.isdigit():
+        if not (activity.isascii() and activity.isdigit()):  # str.isdigit alone takes "२३"
             raise ConfigError(
                 where,
                 f"learning activity ids are numbers; partition has {activity!r}",
