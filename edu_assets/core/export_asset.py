@@ -1,7 +1,8 @@
 """The body of every export asset: resume or start vendor exports, wait or defer, download, land, catalog.
 
-Vendor factories build one :class:`ExportRequest` per partition (path, parameters, partition → directory,
-how to land the file) and call :func:`materialize_exports`; nothing here knows any vendor.
+Vendor factories build one :class:`ExportRequest` per partition (its :class:`PartitionId`, path,
+parameters, how to land the file) and call :func:`materialize_exports`; nothing here knows any vendor. A
+landed partition is published (views, metadata, result, checks) by :func:`edu_assets.core.publish.publish`.
 
 A run may cover several partitions (a single-run backfill): every partition's vendor job is started up
 front, the jobs are polled together, each partition is landed the moment its file is ready (while its
@@ -14,7 +15,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -34,9 +35,10 @@ from edu_assets.core.errors import (
 )
 from edu_assets.core.exports import AsyncExportAPI, ExportHandle, ExportLifecycle, JobStatus
 from edu_assets.core.http import Downloaded
-from edu_assets.core.lake import Lake, Landed
-from edu_assets.core.metadata import landed_metadata
+from edu_assets.core.lake import Lake
 from edu_assets.core.naming import safe_name
+from edu_assets.core.partition import PartitionId
+from edu_assets.core.publish import LandedTable, Publication, publish
 from edu_assets.core.resources import LakeResource
 from edu_assets.core.settings import ExportSettings
 
@@ -53,12 +55,6 @@ class Landing:
     status: JobStatus | None  # None for a synchronous export
 
 
-@dataclass
-class LandedTable:
-    dataset: str  # dataset directory and DuckDB view name under the vendor's schema
-    landed: Landed
-
-
 Lander = Callable[[Landing], list[LandedTable]]
 
 
@@ -73,24 +69,21 @@ def land_csv_file(landing: Landing) -> list[LandedTable]:
     """
     r = landing.request
     if landing.downloaded is None:
-        return [LandedTable(r.asset, landing.lake.land_empty(r.where, r.vendor, r.asset, r.partition, r.expected_columns))]
+        return [LandedTable(r.pid.dataset, landing.lake.land_empty(r.where, r.pid, expected_columns=r.expected_columns))]
     landed = landing.lake.land_csv(
-        landing.downloaded.path, r.where, r.vendor, r.asset, r.partition,
-        encoding=r.encoding, expected_columns=r.expected_columns,
+        landing.downloaded.path, r.where, r.pid, encoding=r.encoding, expected_columns=r.expected_columns,
     )
-    return [LandedTable(r.asset, landed)]
+    return [LandedTable(r.pid.dataset, landed)]
 
 
 @dataclass
 class ExportRequest:
     """One partition's worth of export, as built by a vendor factory."""
 
-    vendor: str
-    asset: str
-    where: Where
-    partition: Mapping[str, str]  # lake partition directories, e.g. {"date": "2026-11-01"}
+    pid: PartitionId  # the lake partition it lands (vendor, dataset, dimensions), e.g. snapshot_date=2026-11-01
     api: AsyncExportAPI
     start: Callable[[Path], Downloaded | ExportHandle]
+    where: Where = None  # type: ignore[assignment]  # how errors and logs name it; default: the pid's
     partition_key: str | None = None  # the Dagster partition its vendor job is recorded on
     covers: Sequence[str] = ()  # every Dagster partition it lands (a window of several days); default: partition_key
     encoding: str = "utf-8"
@@ -100,6 +93,10 @@ class ExportRequest:
     land: Lander = land_csv_file
     suffix: str = ".csv"  # of the staged raw download
     checks: DatasetChecks | None = None  # evaluated on the first landed table, for every partition it covers
+
+    def __post_init__(self) -> None:
+        if self.where is None:
+            self.where = self.pid.where
 
 
 @dataclass
@@ -175,8 +172,8 @@ def materialize_exports(
         return
     assert lifecycle is not None
     if len(started) > 1:
-        log.info(f"{requests[0].vendor}: waiting for {len(started)} vendor jobs together")
-    budget = _inline_budget(context, requests[0].vendor, len(started), inline_wait_seconds, settings)
+        log.info(f"{requests[0].pid.vendor}: waiting for {len(started)} vendor jobs together")
+    budget = _inline_budget(context, requests[0].pid.vendor, len(started), inline_wait_seconds, settings)
     for waited in lifecycle.wait_all([(s.handle, s.request.where) for s in started.values()], budget):
         s = started[waited.handle.job_id]
         if waited.error is not None:
@@ -193,8 +190,8 @@ def materialize_exports(
             continue
         downloaded: Downloaded | None = None
         if waited.status.has_file:
-            dest = lake.work_path(s.request.vendor, s.request.asset, s.request.partition,
-                                  workdir.attempt_name(context.run_id, s.request.suffix, safe_name(waited.handle.job_id)))
+            dest = lake.work_path(s.request.pid, workdir.attempt_name(context.run_id, s.request.suffix,
+                                                                      safe_name(waited.handle.job_id)))
             downloaded = lifecycle.fetch(waited.handle, waited.status, dest, waited.where)
         else:
             log.info(f"{waited.where}: vendor job {waited.handle.job_id} finished with nothing to export "
@@ -205,7 +202,7 @@ def materialize_exports(
         if len(failures) == 1:
             raise failures[0]
         raise VendorJobFailed(
-            Where(requests[0].vendor, requests[0].asset),
+            Where(requests[0].pid.vendor, requests[0].pid.dataset),
             f"{len(failures)} of {len(requests)} partitions failed (the others landed): "
             + "; ".join(str(f) for f in failures[:5]),
         )
@@ -237,7 +234,7 @@ def _inline_budget(
 def _start(context: dg.AssetExecutionContext, request: ExportRequest, lake: Lake) -> _Started:
     """Resume this partition's vendor job if one is on record, else ask the vendor for a new one."""
     log, where = context.log, request.where
-    workdir.for_run(lake.settings, context).sweep(lake.work_dir(request.vendor, request.asset, request.partition))
+    workdir.for_run(lake.settings, context).sweep(lake.work_dir(request.pid))
     covers = list(request.covers)
     span = [covers[0], covers[-1]] if len(covers) > 1 else None
     handle = records.resumable_handle(context, request.partition_key, span)
@@ -246,8 +243,7 @@ def _start(context: dg.AssetExecutionContext, request: ExportRequest, lake: Lake
         records.record(context, handle, records.STARTED)  # this run waits on it now: the sensor leaves it alone
         return _Started(request, handle=handle)
     log.info(f"{where}: requesting export")
-    got = request.start(lake.work_path(request.vendor, request.asset, request.partition,
-                                       workdir.attempt_name(context.run_id, request.suffix)))
+    got = request.start(lake.work_path(request.pid, workdir.attempt_name(context.run_id, request.suffix)))
     if isinstance(got, ExportHandle):
         records.record(context, got, records.STARTED)
         log.info(f"{where}: vendor started asynchronous job {got.job_id}")
@@ -280,33 +276,17 @@ def _land(
                 f"{where}: {t.dataset} columns differ from the catalog (missing: {t.landed.missing_columns or '-'}, "
                 f"unexpected: {t.landed.unexpected_columns or '-'}); landed as received"
             )
-    catalog.ensure_views(request.vendor, [t.dataset for t in tables], request.views, log=log)
     extra: dict[str, Any] = {**request.extra_metadata, "land_seconds": land_seconds,
                              "run_seconds": round(time.monotonic() - s.t0, 2)}
     if status is not None:  # the vendor's own word for the finished job (which spelling was seen)
         extra.setdefault("vendor_status", status.vendor_status)
     if status is not None and status.warnings:
         extra["vendor_warnings"] = dg.MetadataValue.text("\n".join(status.warnings))
-    if len(tables) > 1:
-        extra["tables"] = dg.MetadataValue.md(
-            "| table | rows | columns |\n|---|---|---|\n"
-            + "\n".join(f"| {request.vendor}.{t.dataset} | {t.landed.rows:,} | {len(t.landed.columns)} |" for t in tables)
-        )
-    metadata = landed_metadata(
-        tables[0].landed, downloaded=downloaded,
+    yield from publish(context, lake, catalog, request.pid.vendor, [Publication(
+        tables, _covered(request), output=single, downloaded=downloaded,
         vendor_job_id=s.handle.job_id if s.handle else None,
-        waited_seconds=s.handle.age() if s.handle else None, extra=extra,
-    )
-    if len(tables) > 1:
-        metadata["dagster/row_count"] = sum(t.landed.rows for t in tables)
-    if single:
-        yield dg.MaterializeResult(metadata=metadata)
-    else:
-        for key in _covered(request):
-            yield dg.AssetMaterialization(asset_key=context.asset_key, partition=key, metadata=metadata)
-    if request.checks is not None:
-        for key in _covered(request):
-            yield from request.checks.evaluate(lake, tables[0].landed.path, key, context.selected_asset_check_keys)
+        waited_seconds=s.handle.age() if s.handle else None, extra=extra, checks=request.checks,
+    )], request.views)
 
 
 def _covered(request: ExportRequest) -> list[str | None]:

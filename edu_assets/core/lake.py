@@ -56,6 +56,7 @@ from edu_assets.core.naming import (
     snake_case,
     sql_str,
 )
+from edu_assets.core.partition import PartitionId
 from edu_assets.core.settings import DUCKDB_MEMORY_LIMIT, DUCKDB_THREADS, LakeSettings
 
 DATA_FILE = "data.parquet"
@@ -77,6 +78,25 @@ class Column:
     name: str
     type: str
     original: str
+
+
+@dataclass(frozen=True)
+class Stored:
+    """A landed partition's file as its footer describes it (one read: rows, state and vendor names)."""
+
+    path: Path
+    rows: int
+    state: dict[str, Any]
+    original_columns: dict[str, str]  # snake_case name -> the vendor's own
+
+
+def _target(vendor: str | PartitionId, asset: str | None, partition: Mapping[str, str] | None) -> PartitionId:
+    """The partition a lake method is about: a :class:`PartitionId`, or (older callers) its parts."""
+    if isinstance(vendor, PartitionId):
+        return vendor
+    if asset is None:
+        raise TypeError("a lake partition needs a PartitionId, or a vendor, a dataset and its dimensions")
+    return PartitionId.of(vendor, asset, partition or {})
 
 
 @dataclass
@@ -153,7 +173,11 @@ _conversions = threading.BoundedSemaphore(CONVERSIONS_AT_ONCE)
 
 
 class Lake:
-    """Writes and locates partitions of every asset's dataset."""
+    """Writes and locates partitions of every asset's dataset.
+
+    A partition is named by its :class:`~edu_assets.core.partition.PartitionId` (``data_file``, ``work_path``,
+    ``state``, ``stored``, and the landing methods take one); the landing and work-file methods also take its
+    parts (vendor, dataset, ``{dim: value}``) for older callers."""
 
     def __init__(self, settings: LakeSettings | None = None):
         self.settings = settings or LakeSettings.from_env()
@@ -434,8 +458,10 @@ class Lake:
         landed.missing_columns, landed.unexpected_columns = _drift(originals, expected_columns)
         return landed
 
-    def partitions(self, vendor: str, asset: str) -> list[Path]:
-        return sorted(self.dataset_dir(vendor, asset).rglob(DATA_FILE))
+    def partitions(self, vendor: str, asset: str, within: Mapping[str, str] | None = None) -> list[Path]:
+        """Every landed file of a dataset, sorted; ``within``: only below these leading dimensions' values."""
+        base = self.partition_dir(vendor, asset, within) if within else self.dataset_dir(vendor, asset)
+        return sorted(base.rglob(DATA_FILE))
 
     def duplicate_key_counts(self, path: Path, columns: Sequence[str]) -> tuple[int, int]:
         """(key values that repeat, rows carrying a repeated key) in one landed partition."""

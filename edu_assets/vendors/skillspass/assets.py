@@ -30,6 +30,7 @@ from edu_assets.core.errors import ConfigError, VendorHTTPError, Where
 from edu_assets.core.export_asset import ExportRequest, LandedTable, Landing, land_and_close
 from edu_assets.core.exports import ExportHandle
 from edu_assets.core.lake import Lake
+from edu_assets.core.partition import PartitionId, partition_dims
 from edu_assets.core.resources import LakeResource
 from edu_assets.vendors.skillspass.catalog import ExportSpec, load_catalog
 from edu_assets.vendors.skillspass.client import VENDOR, SkillsPassClient, iso_instant
@@ -151,20 +152,16 @@ def _land_file(spec: ExportSpec, fmt: str, supersede: bool):
         # A window with no changes is a header-only CSV or an empty JSONL file (zero records). A CSV of 0 bytes
         # has not even its header: that is not "no rows", so land_csv refuses it rather than land it empty.
         if got is None or (got.bytes == 0 and fmt != "CSV"):
-            landed = lake.land_empty(
-                r.where, VENDOR, spec.name, r.partition, spec.columns if fmt == "CSV" else None
-            )
+            landed = lake.land_empty(r.where, r.pid, expected_columns=spec.columns if fmt == "CSV" else None)
             if got is not None:
                 got.path.unlink(missing_ok=True)
         elif fmt == "CSV":
-            landed = lake.land_csv(
-                got.path, r.where, VENDOR, spec.name, r.partition, expected_columns=spec.columns
-            )
+            landed = lake.land_csv(got.path, r.where, r.pid, expected_columns=spec.columns)
         else:
-            landed = lake.land_json(got.path, r.where, VENDOR, spec.name, r.partition)
+            landed = lake.land_json(got.path, r.where, r.pid)
             got.path.unlink(missing_ok=True)
         if supersede:
-            first, last = r.partition["window_start"], r.partition["window_end"]
+            first, last = r.pid.value("window_start"), r.pid.value("window_end")
             for s, e, path in landed_windows(lake, spec):
                 if first <= s and e <= last and (s, e) != (first, last):
                     path.unlink(missing_ok=True)  # its changes are in the new, wider window
@@ -275,15 +272,13 @@ def build_window_asset(spec: ExportSpec) -> dg.AssetsDefinition:
         requests = []
         for first, last in windows:
             label = first if first == last else f"{first}..{last}"
-            w = Where(VENDOR, spec.name, label)
+            pid = PartitionId.of(VENDOR, spec.name, {"window_start": first, "window_end": last}, label=label)
+            w = pid.where
             start, end = day_window(first, last)
             body = export_body(start, end, export_type, fmt)
             requests.append(
                 ExportRequest(
-                    vendor=VENDOR,
-                    asset=spec.name,
-                    where=w,
-                    partition={"window_start": first, "window_end": last},
+                    pid,
                     partition_key=first,
                     covers=_days(first, last),
                     api=client,
@@ -316,13 +311,11 @@ def build_interactions_asset(spec: ExportSpec) -> dg.AssetsDefinition:
         lake: LakeResource,
     ) -> Iterator[dg.MaterializeResult | dg.AssetMaterialization]:
         pkey = context.partition_key
-        dims = (
-            pkey.keys_by_dimension
-            if isinstance(pkey, dg.MultiPartitionKey)
-            else dict(zip(("activity", "date"), str(pkey).split("|"), strict=False))
-        )
+        dims = partition_dims(activity_by_day(), pkey)
         activity, day = dims["activity"], dims["date"]
-        where = Where(VENDOR, spec.name, f"activity {activity}, {day}")
+        pid = PartitionId.of(VENDOR, spec.name, {"activity": activity, "date": day},
+                             label=f"activity {activity}, {day}")
+        where = pid.where
         if not (activity.isascii() and activity.isdigit()):  # str.isdigit alone takes "२३"
             raise ConfigError(
                 where,
@@ -334,10 +327,7 @@ def build_interactions_asset(spec: ExportSpec) -> dg.AssetsDefinition:
         body = export_body(start, end, spec.export_type, fmt, int(activity))
         client = skillspass.client(context.log)
         request = ExportRequest(
-            vendor=VENDOR,
-            asset=spec.name,
-            where=where,
-            partition={"activity": activity, "date": day},
+            pid,
             partition_key=str(pkey),
             api=client,
             start=_start(client, body, where, key.to_user_string(), str(pkey), [str(pkey), str(pkey)]),

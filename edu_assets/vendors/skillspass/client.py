@@ -74,11 +74,16 @@ def _parse_instant(value: Any) -> float | None:
         return None
 
 
+_JOB_FIELD = re.compile(r"\|([^|:]+):([^|]*)")
+"""One ``|name:value`` field of the vendor's job id (its first segment, before any ``|``, is not a field).
+The vendor's own format, not a Dagster partition key."""
+
+
 def describe_job_id(job_id: str) -> str:
     """What the (undocumented) job id encodes, for logs: tenant, type, format and window; '' if opaque."""
     try:
         key = json.loads(base64.b64decode(job_id))[0]
-        fields = dict(part.split(":", 1) for part in key.split("|")[1:])
+        fields = dict(_JOB_FIELD.findall(key))
     except Exception:
         return ""
     return ", ".join(

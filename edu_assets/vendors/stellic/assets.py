@@ -11,13 +11,14 @@ import dagster as dg
 
 from edu_assets.core.catalog import ViewSpec
 from edu_assets.core.checks import DatasetChecks, checks_only, evaluate_selected
-from edu_assets.core.errors import ConfigError, Where
+from edu_assets.core.errors import ConfigError
 from edu_assets.core.export_asset import ExportRequest, land_and_close
-from edu_assets.core.lake import DATA_FILE, Lake
+from edu_assets.core.lake import Lake
+from edu_assets.core.partition import PartitionId
 from edu_assets.core.resources import LakeResource
 from edu_assets.vendors.stellic.catalog import ExportSpec, build_query, load_catalog, load_partner_reads
 from edu_assets.vendors.stellic.client import VENDOR
-from edu_assets.vendors.stellic.partitions import PARTITIONINGS, Partitioning, check_snapshot_date
+from edu_assets.vendors.stellic.partitions import PARTITIONINGS, check_snapshot_date
 from edu_assets.vendors.stellic.resources import StellicResource
 
 GROUP = "stellic"
@@ -38,8 +39,10 @@ def asset_key(spec: ExportSpec) -> dg.AssetKey:
     return dg.AssetKey([VENDOR, spec.name])
 
 
-def _partition(part: Partitioning, key: str | None) -> dict[str, str]:
-    return {part.dim: key} if key is not None else {}
+def partition_id(spec: ExportSpec, key: str | None) -> PartitionId:
+    """The lake partition of an export's Dagster partition (one dimension, named by its partitioning)."""
+    part = PARTITIONINGS[spec.partitioning]
+    return PartitionId.from_key(VENDOR, spec.name, part.definition, key, dim=part.dim)
 
 
 def build_export_asset(spec: ExportSpec) -> dg.AssetsDefinition:
@@ -83,7 +86,8 @@ def build_export_asset(spec: ExportSpec) -> dg.AssetsDefinition:
             yield from evaluate_selected(context, {checks.asset_key: checks}, lake.lake())
             return
         key = context.partition_key if context.has_partition_key else None
-        where = Where(VENDOR, spec.name, key)
+        pid = partition_id(spec, key)
+        where = pid.where
         if config.delivery_channel not in CHANNELS:
             raise ConfigError(
                 where, f"delivery_channel must be one of {CHANNELS}, got {config.delivery_channel!r}"
@@ -100,10 +104,8 @@ def build_export_asset(spec: ExportSpec) -> dg.AssetsDefinition:
 
         start = client.starter(path, query, where, asset_key=context.asset_key.to_user_string(), partition_key=key)
         request = ExportRequest(
-            vendor=VENDOR,
-            asset=spec.name,
+            pid,
             where=where,
-            partition=_partition(part, key),
             partition_key=key,
             api=client,
             start=start,
@@ -122,7 +124,7 @@ def build_checks(spec: ExportSpec) -> DatasetChecks:
     part = PARTITIONINGS[spec.partitioning]
 
     def locate(lake: Lake, key: str | None) -> Path:
-        return lake.partition_dir(VENDOR, spec.name, _partition(part, key)) / DATA_FILE
+        return lake.data_file(partition_id(spec, key))
 
     return DatasetChecks(
         asset_key(spec),

@@ -29,9 +29,10 @@ from edu_assets.core.checks import DatasetChecks, FileCheck, checks_only, evalua
 from edu_assets.core.errors import ConfigError, VendorHTTPError, Where
 from edu_assets.core.export_asset import ExportRequest, land_and_close
 from edu_assets.core.http import Log
-from edu_assets.core.lake import DATA_FILE, Lake, read_state, read_table
-from edu_assets.core.metadata import landed_metadata
-from edu_assets.core.naming import partition_component, snake_case
+from edu_assets.core.lake import Lake, read_state, read_table
+from edu_assets.core.naming import snake_case
+from edu_assets.core.partition import PartitionId
+from edu_assets.core.publish import LandedTable, Publication, publish
 from edu_assets.core.resources import LakeResource
 from edu_assets.core.staging import JsonStage, staging
 from edu_assets.vendors.stellic.assets import views
@@ -77,13 +78,15 @@ def partition_key(spec: PartnerReadSpec, view: str, day: str) -> dg.MultiPartiti
     return dg.MultiPartitionKey({spec.dim: view, DATE: day})
 
 
-def lake_partition(spec: PartnerReadSpec, view: str, day: str) -> dict[str, str]:
-    return {spec.dim: view, DATE: day}
+def partition_id(spec: PartnerReadSpec, view: str, day: str) -> PartitionId:
+    """The lake partition of one view and day: ``<dim>=<view>/snapshot_date=<day>`` (the view first)."""
+    return PartitionId.of(VENDOR, spec.name, {spec.dim: view, DATE: day}, label=str(partition_key(spec, view, day)))
 
 
-def _split(spec: PartnerReadSpec, key: str) -> tuple[str, str]:
-    dims = partitions_def(spec).get_partition_key_from_str(key).keys_by_dimension
-    return dims[spec.dim], dims[DATE]
+def _pid(spec: PartnerReadSpec, key: str) -> PartitionId:
+    """The lake partition of a Dagster partition key of the read (Dagster sorts the dimensions; the lake
+    nests the view first)."""
+    return PartitionId.from_key(VENDOR, spec.name, partitions_def(spec), key, order=(spec.dim, DATE))
 
 
 def _asset_spec(spec: PartnerReadSpec, deps: Iterable[dg.AssetDep] = ()) -> dg.AssetSpec:
@@ -113,8 +116,7 @@ def build_checks(spec: PartnerReadSpec) -> DatasetChecks:
     def locate(lake: Lake, key: str | None) -> Path | None:
         if key is None:
             return None
-        view, day = _split(spec, key)
-        return lake.partition_dir(VENDOR, spec.name, lake_partition(spec, view, day)) / DATA_FILE
+        return lake.data_file(_pid(spec, key))
 
     extra = (
         [
@@ -177,8 +179,8 @@ def build_bulk_read_asset(spec: PartnerReadSpec) -> dg.AssetsDefinition:
             yield from evaluate_selected(context, {checks.asset_key: checks}, lake.lake())
             return
         key = str(context.partition_key)
-        view, day = _split(spec, key)
-        where = Where(VENDOR, spec.name, key)
+        pid = _pid(spec, key)
+        view, day, where = pid.value(spec.dim), pid.value(DATE), pid.where
         check_snapshot_date(day, where, config.allow_past_snapshot)
         client = stellic.client(context.log)
         path = client.partner_path(spec.request_path(view))
@@ -186,10 +188,8 @@ def build_bulk_read_asset(spec: PartnerReadSpec) -> dg.AssetsDefinition:
 
         start = client.starter(path, query, where, asset_key=context.asset_key.to_user_string(), partition_key=key)
         request = ExportRequest(
-            vendor=VENDOR,
-            asset=spec.name,
+            pid,
             where=where,
-            partition=lake_partition(spec, view, day),
             partition_key=key,
             api=client,
             start=start,
@@ -318,14 +318,11 @@ def student_usernames(
     log: Log,
 ) -> tuple[list[str], str]:
     """The usernames of the landed student list for ``day`` (else its latest partition), and which one."""
-    path = lake.partition_dir(VENDOR, source.name, lake_partition(source, students.view, day)) / DATA_FILE
-    label = f"{VENDOR}/{source.name} {partition_key(source, students.view, day)}"
+    listed = partition_id(source, students.view, day)
+    path = lake.data_file(listed)
+    label = f"{VENDOR}/{source.name} {listed.key}"
     if not path.exists():
-        landed = sorted(
-            (lake.dataset_dir(VENDOR, source.name) / partition_component(source.dim, students.view)).glob(
-                f"{DATE}=*/{DATA_FILE}"
-            )
-        )
+        landed = lake.partitions(VENDOR, source.name, within={source.dim: students.view})
         if not landed:
             raise ConfigError(
                 where,
@@ -382,8 +379,8 @@ def build_student_read_asset(
             yield from evaluate_selected(context, {checks.asset_key: checks}, the_lake)
             return
         key = str(context.partition_key)
-        view, day = _split(spec, key)
-        where = Where(VENDOR, spec.name, key)
+        pid = _pid(spec, key)
+        view, day, where = pid.value(spec.dim), pid.value(DATE), pid.where
         check_snapshot_date(day, where, config.allow_past_snapshot)
         if not 1 <= config.concurrency <= MAX_CONCURRENCY:
             raise ConfigError(where, f"concurrency must be 1-{MAX_CONCURRENCY}, got {config.concurrency}")
@@ -409,24 +406,14 @@ def build_student_read_asset(
             ) as stage:
                 report = read_students(client, spec, view, usernames, stage, where, config.concurrency)
                 _refuse_silence(report, spec, view, where)
-                landed = the_lake.land_json(
-                    stage.finish(spec.name),
-                    where,
-                    VENDOR,
-                    spec.name,
-                    lake_partition(spec, view, day),
-                    state=report.state(),
-                )
+                landed = the_lake.land_json(stage.finish(spec.name), where, pid, state=report.state())
         finally:
             client.http.close()
         _log_report(context.log, report, where)
-        lake.catalog().ensure_view(VENDOR, spec.name, views(), log=context.log)
-        yield dg.MaterializeResult(
-            metadata=landed_metadata(
-                landed, extra=_metadata(report, spec, view, list_source, config.concurrency)
-            )
-        )
-        yield from checks.evaluate(the_lake, landed.path, key, context.selected_asset_check_keys)
+        yield from publish(context, the_lake, lake.catalog(), VENDOR, [Publication(
+            [LandedTable(spec.name, landed)], [key], checks=checks,
+            extra=_metadata(report, spec, view, list_source, config.concurrency),
+        )], views())
 
     return _read
 

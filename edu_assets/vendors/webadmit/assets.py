@@ -25,8 +25,9 @@ from edu_assets.core.errors import ConfigError, LandingError, Where
 from edu_assets.core.export_asset import ExportRequest, LandedTable, Landing, materialize_export
 from edu_assets.core.exports import ExportHandle
 from edu_assets.core.lake import Lake
-from edu_assets.core.metadata import landed_metadata
 from edu_assets.core.naming import snake_case
+from edu_assets.core.partition import PartitionId
+from edu_assets.core.publish import Publication, publish
 from edu_assets.core.resources import LakeResource
 from edu_assets.vendors.webadmit.catalog import load_catalog
 from edu_assets.vendors.webadmit.client import VENDOR, Template, status_key
@@ -59,18 +60,14 @@ def _land_template(template: Template):
                 got.path.unlink(missing_ok=True)
             datasets = _known_datasets(lake, template) or [template.dataset]
             return [
-                LandedTable(
-                    d, lake.land_empty(r.where, VENDOR, d, r.partition, like=lake.latest_file(VENDOR, d))
-                )
+                LandedTable(d, lake.land_empty(r.where, r.pid.with_dataset(d), like=lake.latest_file(VENDOR, d)))
                 for d in datasets
             ]
         if template.kind == "csv":
             return [
                 LandedTable(
                     template.dataset,
-                    lake.land_csv(
-                        got.path, r.where, VENDOR, template.dataset, r.partition, encoding=template.encoding
-                    ),
+                    lake.land_csv(got.path, r.where, r.pid, encoding=template.encoding),
                 )
             ]
         return _land_zip(landing, template)
@@ -118,11 +115,12 @@ def _land_zip(landing: Landing, template: Template) -> list[LandedTable]:
             if name in seen:
                 raise LandingError(r.where, f"two files in the zip map to the same table {name}", got.path)
             seen.add(name)
-            staged = lake.work_path(VENDOR, name, r.partition, f"{uuid.uuid4().hex}.csv")
+            pid = r.pid.with_dataset(name)
+            staged = lake.work_path(pid, f"{uuid.uuid4().hex}.csv")
             with archive.open(member) as src, open(staged, "wb") as dst:  # streamed: memory stays flat
                 while chunk := src.read(1 << 20):
                     dst.write(chunk)
-            landed = lake.land_csv(staged, r.where, VENDOR, name, r.partition, encoding=template.encoding)
+            landed = lake.land_csv(staged, r.where, pid, encoding=template.encoding)
             tables.append(LandedTable(name, landed))
     got.path.unlink(missing_ok=True)
     return tables
@@ -164,7 +162,8 @@ def build_export_files_asset() -> dg.AssetsDefinition:
                     hint="change the template's format to 'Comma-Separated Values' (or 'in Multiple "
                     "Files') in WebAdMIT, or delete this partition",
                 )
-            snapshot = {load_catalog().exports.snapshot_dim: _today()}
+            # a template's partition key names the template; its lake partition is the day's snapshot
+            pid = PartitionId.of(VENDOR, template.dataset, {load_catalog().exports.snapshot_dim: _today()}, label=key)
 
             def start(_dest: Path) -> ExportHandle:
                 return client.start(
@@ -172,10 +171,8 @@ def build_export_files_asset() -> dg.AssetsDefinition:
                 )
 
             request = ExportRequest(
-                vendor=VENDOR,
-                asset=template.dataset,
+                pid,
                 where=where,
-                partition=snapshot,
                 partition_key=key,
                 api=client,
                 start=start,
@@ -241,10 +238,11 @@ def build_register_asset() -> dg.AssetsDefinition:
         tags={"edu/vendor": VENDOR},
     )
     def export_templates(context: dg.AssetExecutionContext, webadmit: WebAdmitResource, lake: LakeResource):
-        where = Where(VENDOR, "export_templates")
+        pid = PartitionId(VENDOR, load_catalog().templates.name)  # replaced whole: no dimensions
+        where = pid.where
         client = webadmit.client(context.log)
         the_lake = lake.lake()
-        staged = the_lake.work_path(VENDOR, "export_templates", {}, f"{uuid.uuid4().hex}.jsonl")
+        staged = the_lake.work_path(pid, f"{uuid.uuid4().hex}.jsonl")
         try:
             with open(staged, "w", encoding="utf-8") as out:
                 for ident in client.identities(where):
@@ -273,10 +271,11 @@ def build_register_asset() -> dg.AssetsDefinition:
                         )
         finally:
             client.http.close()
-        landed = the_lake.land_json(staged, where, VENDOR, "export_templates", {})
+        landed = the_lake.land_json(staged, where, pid)
         staged.unlink(missing_ok=True)
-        lake.catalog().ensure_view(VENDOR, "export_templates", views(), log=context.log)
-        return dg.MaterializeResult(metadata=landed_metadata(landed))
+        [result] = publish(context, the_lake, lake.catalog(), VENDOR, [Publication([LandedTable(pid.dataset, landed)])],
+                           views())
+        return result
 
     return export_templates
 

@@ -19,14 +19,14 @@ from typing import Any
 import dagster as dg
 import pydantic
 
-from edu_assets.core.catalog import ViewSpec
+from edu_assets.core.catalog import Catalog, ViewSpec
 from edu_assets.core.checks import DatasetChecks, checks_only, evaluate_selected
 from edu_assets.core.errors import ConfigError, EduAssetsError, Where
 from edu_assets.core.http import Log, QuietLog
-from edu_assets.core.lake import DATA_FILE, Lake, Landed, original_columns, parquet_rows, read_state
-from edu_assets.core.metadata import landed_metadata
+from edu_assets.core.lake import Lake, Landed
 from edu_assets.core.months import month_end
 from edu_assets.core.naming import safe_name, snake_case
+from edu_assets.core.publish import LandedTable, Publication, publish
 from edu_assets.core.resources import LakeResource
 from edu_assets.core.staging import JsonStage, staging
 from edu_assets.vendors.xporter.auth import SchoolUnavailable
@@ -191,10 +191,6 @@ def _month_for(window: list[str]) -> Any:
     return month_for
 
 
-def _rows_in(path: Path) -> int:
-    return parquet_rows(path)  # the footer, in either lake (local or object store)
-
-
 def _base_params(endpoint: Endpoint, config: XporterEndpointConfig, where: Where) -> dict[str, Any]:
     unknown = sorted(set(config.options) - set(endpoint.options))
     if unknown:
@@ -265,8 +261,9 @@ class EndpointRun:
         ep, config = self.endpoint, self.config
         params = {**_base_params(ep, config, where), **part.params, **self.chosen}
         signature = _signature(ep, params)
-        paths = [self.lake.partition_dir(VENDOR, ep.asset_name(t), part.dims) / DATA_FILE for t in ep.tables]
-        states = [read_state(p) for p in paths]
+        # each table's landed file, from its footer (one read: state, vendor columns, rows)
+        stored = [self.lake.stored(part.pid(ep.asset_name(t))) for t in ep.tables]
+        states = [s.state if s is not None else {} for s in stored]
         tokens = {s.get("changed_rows") for s in states}
         if config.updated_since:
             if not ep.updated_since:
@@ -275,8 +272,8 @@ class EndpointRun:
             return self._fetch_and_land(client, part, where, {**params, "updatedSince": config.updated_since},
                                         mode="updated_since", states=states)
         # an empty landed table needs no key column: a change set is landed into it as is
-        keyed = all(p.exists() and ((t.key or "Id") in original_columns(p).values() or not _rows_in(p))
-                    for t, p in zip(ep.tables, paths, strict=True))
+        keyed = all(s is not None and ((t.key or "Id") in s.original_columns.values() or not s.rows)
+                    for t, s in zip(ep.tables, stored, strict=True))
         resumable = (
             not config.full_refresh
             and len(tokens) == 1
@@ -316,10 +313,9 @@ class EndpointRun:
             outcomes = []
             for i, table in enumerate(ep.tables):
                 staged = stage.finish(table.name)
-                common = dict(where=where.at(partition=part.label), vendor=VENDOR,
-                              asset=ep.asset_name(table), partition=part.dims,
+                pid = part.pid(ep.asset_name(table))
+                common = dict(where=where.at(partition=pid.key), vendor=pid,
                               expected_columns=self.expected_columns(table))
-                target = self.lake.partition_dir(VENDOR, ep.asset_name(table), part.dims) / DATA_FILE
                 if mode == "full":
                     landed = self.lake.land_json(staged, state={"changed_rows": summary.next_token,
                                                                  "signature": signature, **updated}, **common)
@@ -328,7 +324,8 @@ class EndpointRun:
                     deleted = router.deleted_for(summary, table)
                     state = {**(states or [{}])[i], **updated} if mode == "updated_since" else {
                         "changed_rows": summary.next_token, "signature": signature, **updated}
-                    if target.exists() and not _rows_in(target):  # nothing to merge into (maybe no key column)
+                    landed_now = self.lake.stored(pid)
+                    if landed_now is not None and not landed_now.rows:  # nothing to merge into (maybe no key column)
                         landed = self.lake.land_json(staged, state=state, **common)
                     else:
                         landed = self.lake.merge_json(staged, deleted, table.key or "Id", state=state, **common)
@@ -394,9 +391,9 @@ class EndpointRun:
                 for month in window:
                     for table in ep.tables:
                         key = f"{table.name}|{month}"
+                        pid = part.pid(ep.asset_name(table), month)
                         landed = self.lake.land_json(
-                            stage.finish(key), where.at(partition=f"{part.label}, month {month[:7]}"), VENDOR,
-                            ep.asset_name(table), {**part.dims, "month": month},
+                            stage.finish(key), where.at(partition=pid.key), pid,
                             expected_columns=self.expected_columns(table),
                             state={"window": [start, end], "signature": _signature(ep, params),
                                    **({"vendor_data_updated": summary.data_updated[0]} if summary.data_updated else {})},
@@ -430,25 +427,25 @@ class EndpointRun:
 
 
 def _emit(context: dg.AssetExecutionContext, endpoint: Endpoint, outcomes: list[_Outcome],
-          checks: Mapping[dg.AssetKey, DatasetChecks], lake: Lake) -> Iterator[Any]:
-    """One materialization per table and partition (an output in a single-partition run, for downstream
-    assets), each followed by that table partition's checks.
+          checks: Mapping[dg.AssetKey, DatasetChecks], lake: Lake, catalog: Catalog) -> list[Any]:
+    """One school's landings, published: one materialization per table and partition (an output in a
+    single-partition run, for downstream assets), each followed by that table partition's checks.
 
     Every table of the endpoint is landed by its one fetch, so a table the run did not select is still
-    reported as materialized (as an event, not an output)."""
+    reported as materialized (as an event, not an output). The views are declared once per school (when
+    they exist already that is the catalog ledger's check, ~0.6 ms, no catalog file opened)."""
     single = len(context.partition_keys) == 1
-    selected_checks = context.selected_asset_check_keys
+    publications = []
     for o in outcomes:
-        md = landed_metadata(o.landed, extra=o.extra)
+        extra = dict(o.extra)
         if o.landed.missing_columns:
-            md["missing_columns"] = ", ".join(o.landed.missing_columns) + " (absent: scope not authorised, or renamed)"
+            extra["missing_columns"] = ", ".join(o.landed.missing_columns) + " (absent: scope not authorised, or renamed)"
         key = asset_key(endpoint, o.table)
-        if single and key in context.selected_asset_keys:
-            yield dg.MaterializeResult(asset_key=key, metadata=md)
-        else:
-            yield dg.AssetMaterialization(asset_key=key, partition=o.partition_key, metadata=md)
-        if key in checks:
-            yield from checks[key].evaluate(lake, o.landed.path, o.partition_key, selected_checks)
+        publications.append(Publication(
+            [LandedTable(endpoint.asset_name(o.table), o.landed)], [o.partition_key],
+            output=single and key in context.selected_asset_keys, asset_key=key, extra=extra, checks=checks.get(key),
+        ))
+    return publish(context, lake, catalog, VENDOR, publications, views())
 
 
 def _observe(endpoint: Endpoint, partition_keys: list[str], state: str, reason: str) -> Iterator[dg.AssetObservation]:
@@ -529,10 +526,10 @@ def run_endpoint(context: dg.AssetExecutionContext, endpoint: Endpoint, config: 
         yield from evaluate_selected(context, checks, lake.lake())
         return
     run = EndpointRun(context, endpoint, config, xporter, lake.lake())
+    catalog = lake.catalog()
     parts = slices(endpoint, run.partitioning, context.partition_keys)
     workers = max(1, min(config.school_concurrency, len(parts)))
     failed: list[_SchoolResult] = []
-    landed_any = False
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix=f"xporter-{endpoint.name}") as pool:
         futures = [pool.submit(_run_school, run, part) for part in parts]
         results: list[_SchoolResult] = []
@@ -547,11 +544,7 @@ def run_endpoint(context: dg.AssetExecutionContext, endpoint: Endpoint, config: 
                     yield from _observe(endpoint, result.keys, "not_ready", result.error.what)
                 failed.append(result)
             else:
-                landed_any = landed_any or bool(result.outcomes)
-                yield from _emit(context, endpoint, result.outcomes, checks, run.lake)
-    if landed_any:
-        lake.catalog().ensure_views(VENDOR, [endpoint.asset_name(t) for t in endpoint.tables], views(),
-                                    log=context.log)
+                yield from _emit(context, endpoint, result.outcomes, checks, run.lake, catalog)
     if len(results) > 1:
         landed = [r for r in results if r.skipped is None and r.error is None]
         context.log.info(
@@ -650,7 +643,7 @@ def build_checks(endpoint: Endpoint) -> dict[dg.AssetKey, DatasetChecks]:
             continue
 
         def locate(lake: Lake, key: str | None, _table: Table = table) -> Path:
-            return lake.partition_dir(VENDOR, endpoint.asset_name(_table), partitioning.parts(str(key))) / DATA_FILE
+            return lake.data_file(partitioning.pid(endpoint.asset_name(_table), str(key)))
 
         key = asset_key(endpoint, table)
         suites[key] = DatasetChecks(

@@ -27,9 +27,10 @@ import dagster as dg
 from pydantic import Field
 
 from edu_assets.core.errors import ConfigError, Where
-from edu_assets.core.lake import DATA_FILE, Lake, original_columns, read_table
+from edu_assets.core.lake import Lake, original_columns, read_table
 from edu_assets.core.naming import snake_case
 from edu_assets.core.paging import fetch_pages
+from edu_assets.core.partition import PartitionId
 from edu_assets.vendors.xporter.catalog import Endpoint, Filter, Lookup, load_catalog
 from edu_assets.vendors.xporter.client import VENDOR, FetchSummary, XporterClient
 from edu_assets.vendors.xporter.partitions import Partitioning, unusable_value
@@ -72,6 +73,11 @@ class Slice:
     def label(self) -> str:
         extra = ", ".join(f"{k} {v}" for k, v in self.dims.items() if k != "estab")
         return f"school {self.estab}" + (f", {extra}" if extra else "")
+
+    def pid(self, dataset: str, month: str | None = None) -> PartitionId:
+        """The lake partition of one of the endpoint's datasets (a table) for this slice, or one of its months."""
+        pid = PartitionId.of(VENDOR, dataset, self.dims, label=self.label)
+        return pid if month is None else pid.with_dims({"month": month}, label=f"{self.label}, month {month[:7]}")
 
 
 def slices(endpoint: Endpoint, partitioning: Partitioning, keys: Sequence[str]) -> list[Slice]:
@@ -130,11 +136,12 @@ def config_values(endpoint: Endpoint, config: Any, where: Where) -> dict[str, st
 
 
 # ---------------------------------------------------------------------------------------------- people fan-out
-def people_path(lake: Lake, people: str, estab: str) -> Path:
+def people_pid(people: str, estab: str) -> PartitionId:
+    """The school's partition of its landed people list (``xporter/students``, ``xporter/staff__staff``)."""
     endpoint_name, table_name = PEOPLE[people]
     endpoint = next(e for e in load_catalog()[0] if e.name == endpoint_name)
     table = next(t for t in endpoint.tables if t.name == table_name)
-    return lake.partition_dir(VENDOR, endpoint.asset_name(table), {"estab": estab}) / DATA_FILE
+    return PartitionId.of(VENDOR, endpoint.asset_name(table), {"estab": estab})
 
 
 def people_asset(people: str) -> str:
@@ -145,23 +152,23 @@ def people_asset(people: str) -> str:
 
 def people_ids(lake: Lake, endpoint: Endpoint, f: Filter, estab: str, where: Where) -> tuple[str, ...]:
     """The ``Id`` of every person in the school's landed people list, in landed order, without repeats."""
-    path = people_path(lake, str(f.people), estab)
+    stored = lake.stored(people_pid(str(f.people), estab))
     asset = people_asset(str(f.people))
-    if not path.exists():
+    if stored is None:
         raise MissingFilter(
             where, f"{endpoint.title} needs the mandatory filter {f.param} (document line {f.doc_line}): the "
                    f"{f.people} of school {estab}, taken from the landed {asset}, which has not landed for this "
                    "school; nothing was requested",
             hint=f"materialize {asset} for partition {estab} first (the daily xporter_snapshots job does), "
                  "then re-run this partition")
-    column = next((snake for snake, original in original_columns(path).items() if original.lower() == "id"),
+    column = next((snake for snake, original in stored.original_columns.items() if original.lower() == "id"),
                   None)
     if column is None:
         raise MissingFilter(
             where, f"{endpoint.title} needs {f.param} from the Id column of {asset} (school {estab}), and the "
                    "landed file has none (landed with a `select` that left Id out?); nothing was requested",
             hint=f"re-materialize {asset} for partition {estab} with Id among its columns")
-    values = read_table(path, columns=[column]).column(0).to_pylist()
+    values = read_table(stored.path, columns=[column]).column(0).to_pylist()
     return tuple(dict.fromkeys(str(v) for v in values if v is not None and str(v).strip()))
 
 

@@ -14,7 +14,8 @@ import dagster as dg
 from edu_assets.core.checks import FileCheck
 from edu_assets.core.errors import Where
 from edu_assets.core.lake import read_state, read_table
-from edu_assets.core.metadata import landed_metadata
+from edu_assets.core.partition import PartitionId
+from edu_assets.core.publish import LandedTable, Publication, publish
 from edu_assets.core.resources import LakeResource
 from edu_assets.core.staging import staging
 from edu_assets.vendors.xporter.catalog import ManagementEndpoint, load_catalog
@@ -27,20 +28,21 @@ HEALTH = dg.AssetKey([VENDOR, "health"])
 
 
 def _land(
+    context: dg.AssetExecutionContext,
     lake: LakeResource,
-    name: str,
-    partition: dict[str, str],
+    pid: PartitionId,
     rows: list[dict[str, Any]],
-    where: Where,
-    log: Any,
 ) -> dg.MaterializeResult:
-    with staging(lake.lake().settings.work_dir / VENDOR / name / uuid.uuid4().hex[:8]) as stage:
-        stage.write(name, rows)
-        landed = lake.lake().land_json(stage.finish(name), where, VENDOR, name, partition)
+    """Land ``rows`` as the partition ``pid`` and publish it (views, metadata, result)."""
+    the_lake = lake.lake()
+    with staging(the_lake.settings.work_dir / VENDOR / pid.dataset / uuid.uuid4().hex[:8]) as stage:
+        stage.write(pid.dataset, rows)
+        landed = the_lake.land_json(stage.finish(pid.dataset), pid.where, pid)
     from edu_assets.vendors.xporter.assets import views  # assets imports this module
 
-    lake.catalog().ensure_view(VENDOR, name, views(), log=log)
-    return dg.MaterializeResult(metadata=landed_metadata(landed))
+    [result] = publish(context, the_lake, lake.catalog(), VENDOR, [Publication([LandedTable(pid.dataset, landed)])],
+                       views())
+    return result  # type: ignore[return-value]  # one publication with no checks: its result
 
 
 @dg.asset(
@@ -66,7 +68,7 @@ def xporter_schools(
         }
         for s in schools
     ]
-    return _land(lake, "schools", {}, rows, Where(VENDOR, "schools"), context.log)
+    return _land(context, lake, PartitionId(VENDOR, "schools"), rows)
 
 
 def build_management_asset(m: ManagementEndpoint) -> dg.AssetsDefinition:
@@ -85,7 +87,9 @@ def build_management_asset(m: ManagementEndpoint) -> dg.AssetsDefinition:
         context: dg.AssetExecutionContext, xporter: XporterResource, lake: LakeResource
     ) -> dg.MaterializeResult:
         estab = context.partition_key if m.per_school else None
-        where = Where(VENDOR, f"management_{m.name}", f"school {estab}" if estab else None)
+        pid = PartitionId.of(VENDOR, f"management_{m.name}", {"estab": estab} if estab else {},
+                             label=f"school {estab}" if estab else None)
+        where = pid.where
         client = xporter.management(context.log)
         try:
             body = client.get(m.path.lstrip("/"), m.params(estab), where, status_codes=False)
@@ -97,9 +101,7 @@ def build_management_asset(m: ManagementEndpoint) -> dg.AssetsDefinition:
             ]
         else:
             rows = management_rows(body, m, where)
-        return _land(
-            lake, f"management_{m.name}", {"estab": estab} if estab else {}, rows, where, context.log
-        )
+        return _land(context, lake, pid, rows)
 
     return _asset
 

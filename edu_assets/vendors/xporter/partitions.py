@@ -21,7 +21,9 @@ from typing import Any
 import dagster as dg
 
 from edu_assets.core.months import next_month
+from edu_assets.core.partition import PartitionId, partition_dims
 from edu_assets.vendors.xporter.catalog import Endpoint, Filter
+from edu_assets.vendors.xporter.client import VENDOR
 from edu_assets.vendors.xporter.resources import START_MONTH as START_MONTH_SETTING
 
 ESTAB_PARTITIONS = "xporter_estab"
@@ -96,16 +98,6 @@ def school_batches(estabs: Sequence[str], size: int = SCHOOLS_PER_RUN) -> list[l
 def batch_tags(batch: Sequence[str]) -> dict[str, str]:
     """Run tags that make one run cover the schools of ``batch`` (a partition range)."""
     return {RANGE_START: batch[0], RANGE_END: batch[-1]}
-
-
-def dims(key: str | None) -> dict[str, str]:
-    """A partition key as its dimensions: ``"3281101"`` or ``"3281101|2025-01-01"`` (estab sorts first)."""
-    if not key:
-        return {}
-    if "|" in key:
-        estab, month = key.split("|", 1)
-        return {"estab": estab, "month": month}
-    return {"estab": key}
 
 
 def month_of(value: object) -> str | None:
@@ -183,11 +175,9 @@ class Partitioning:
         return lookup_partitions(self.lookup).name if self.lookup else ESTAB_PARTITIONS
 
     def parts(self, key: str) -> dict[str, str]:
-        """A partition key as its dimensions in lake order: ``{"estab": ..., [dimension: ...], ["month": ...]}``."""
-        if isinstance(self.definition, dg.MultiPartitionsDefinition):
-            by_dim = dict(self.definition.get_partition_key_from_str(key).keys_by_dimension)
-        else:
-            by_dim = {self.dimension or "estab": key}
+        """A partition key as its dimensions in lake order: ``{"estab": ..., [dimension: ...], ["month": ...]}``
+        (Dagster reads the key; a lookup value's ``<estab>:<value>`` is this vendor's own, read here)."""
+        by_dim = partition_dims(self.definition, key, self.dimension or "estab")
         out: dict[str, str] = {}
         if self.per_school_values:
             estab, value = split_lookup_key(by_dim[self.dimension or ""])
@@ -199,6 +189,10 @@ class Partitioning:
         if self.monthly:
             out["month"] = by_dim["month"]
         return out
+
+    def pid(self, dataset: str, key: str) -> PartitionId:
+        """The lake partition of one of the endpoint's datasets (a table) for a partition key."""
+        return PartitionId.of(VENDOR, dataset, self.parts(key), label=key)
 
 
 ESTAB_PARTITIONING = Partitioning("estab", ESTAB)
