@@ -28,26 +28,35 @@ from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
-
-import httpcore
-import httpx
+from typing import TYPE_CHECKING, Any, Protocol
 
 from edu_assets.core.errors import DownloadError, VendorAuthError, VendorHTTPError, Where
 from edu_assets.core.ratebudget import HeaderBudget
 from edu_assets.core.redact import guard_library_loggers, redact, redact_url
 from edu_assets.core.settings import HTTP_BACKOFF_BASE, HTTP_BACKOFF_CAP, HTTP_MAX_ATTEMPTS
 
+if TYPE_CHECKING:
+    import httpx  # imported where used (see _httpx): the code location loads without it
+
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
-_TRANSIENT_ERRORS = (httpx.TransportError,)
-# httpcore reads a plain-HTTP socket 64 KiB at a time, and each read costs h11 two copies and ~40 us of
-# Python: 16,000 rounds per GB. 1 MiB reads halve the CPU of a 1 GB download on loopback (1.8-2.4 s ->
-# 0.7-1.0 s measured on 2 cores; encode/httpcore#135 measured the same curve). There is no per-client
-# option, so it is set once for the process; small responses are unaffected (recv returns what is there).
 _SOCKET_READ_BYTES = 1 << 20
-if getattr(httpcore.HTTP11Connection, "READ_NUM_BYTES", _SOCKET_READ_BYTES) < _SOCKET_READ_BYTES:
-    httpcore.HTTP11Connection.READ_NUM_BYTES = _SOCKET_READ_BYTES  # only if httpcore still reads it
 guard_library_loggers()  # httpx logs every request URL at INFO, signed query strings included
+
+
+@functools.cache
+def _httpx() -> Any:
+    """httpx, imported when the first session opens rather than when the code location loads (~60 ms).
+
+    httpcore reads a plain-HTTP socket 64 KiB at a time, and each read costs h11 two copies and ~40 us of
+    Python: 16,000 rounds per GB. 1 MiB reads halve the CPU of a 1 GB download on loopback (1.8-2.4 s ->
+    0.7-1.0 s measured on 2 cores; encode/httpcore#135 measured the same curve). There is no per-client
+    option, so it is set once for the process; small responses are unaffected (recv returns what is there)."""
+    import httpcore
+    import httpx
+
+    if getattr(httpcore.HTTP11Connection, "READ_NUM_BYTES", _SOCKET_READ_BYTES) < _SOCKET_READ_BYTES:
+        httpcore.HTTP11Connection.READ_NUM_BYTES = _SOCKET_READ_BYTES  # only if httpcore still reads it
+    return httpx
 # One line per request goes to this Python logger, not to the run's event log: a paged backfill makes
 # thousands of requests, and each event is a write to the instance's database that buries the lines that
 # matter. Route it into Dagster with `python_logs: managed_python_loggers` when debugging; retries,
@@ -233,7 +242,7 @@ def _keyed(err: dict[str, Any]) -> str:
 def _tls_context() -> ssl.SSLContext:
     """One TLS context per process: building one loads the CA bundle (~50 ms), and a run opens a session
     per school."""
-    return httpx.create_ssl_context()
+    return _httpx().create_ssl_context()
 
 
 class VendorHTTP:
@@ -263,6 +272,7 @@ class VendorHTTP:
         self.retry = retry or RetryPolicy.from_env()
         self.limiter = RateLimiter.for_vendor(vendor, rate_per_second)
         self.log: Log = log or _NullLog()
+        httpx = _httpx()
         self._client = httpx.Client(
             timeout=httpx.Timeout(timeout, connect=10.0),
             follow_redirects=True,
@@ -323,7 +333,7 @@ class VendorHTTP:
             sent = self._headers_for(url, headers)
             try:
                 response = self._client.request(method, url, params=params, json=json_body, headers=sent)
-            except _TRANSIENT_ERRORS as exc:
+            except _httpx().TransportError as exc:
                 last_problem = f"{type(exc).__name__}: {redact(exc)}"
                 delay = self.retry.delay(attempt, None)
                 self.log.warning(
@@ -457,7 +467,7 @@ class VendorHTTP:
                         for chunk in response.iter_raw():
                             out.write(chunk)
                             have += len(chunk)
-            except _TRANSIENT_ERRORS as exc:
+            except _httpx().TransportError as exc:
                 problem = f"{type(exc).__name__} after {have:,} bytes"
             if expected is None or have == expected:
                 if not problem or expected is not None:

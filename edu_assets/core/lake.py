@@ -37,9 +37,7 @@ import uuid
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
-import duckdb
+from typing import TYPE_CHECKING, Any
 
 from edu_assets.core.errors import ConfigError, LandingError, Where
 from edu_assets.core.lakepath import ObjectPath, resolve
@@ -58,6 +56,9 @@ from edu_assets.core.naming import (
 )
 from edu_assets.core.partition import PartitionId
 from edu_assets.core.settings import DUCKDB_MEMORY_LIMIT, DUCKDB_THREADS, LakeSettings
+
+if TYPE_CHECKING:
+    import duckdb  # imported where used: it costs ~0.1 s, and the code location loads without it
 
 DATA_FILE = "data.parquet"
 _TMP_PREFIX = ".inflight-"
@@ -137,6 +138,7 @@ def _connect(spill_dir: Path | None = None, memory_limit: str | None = None,
     ~35 ms, a cursor ~0.5 ms, and a run landing an endpoint of many small tables opens hundreds. A cursor
     is its own connection (temp tables are private to it); the memory cap is shared by the process.
     """
+    import duckdb
     limit = memory_limit or DUCKDB_MEMORY_LIMIT.get()
     threads = str(DUCKDB_THREADS.get() or "")
     # a forked child must not reuse its parent's; the object store's filesystem is registered per database
@@ -266,6 +268,7 @@ class Lake:
         typed = True
 
         def write(con: duckdb.DuckDBPyConnection, tmp: Path) -> list[str]:
+            import duckdb
             nonlocal typed
             try:
                 return self._copy_csv(con, src, tmp, encoding, all_varchar=False)
@@ -383,6 +386,7 @@ class Lake:
 
         def write(con: duckdb.DuckDBPyConnection, tmp: Path) -> list[str]:
             # a change set is small: its records are read once, into a temp table that both uses below read
+            import duckdb
             select, new_names, renamed = _staged_select(con, staged, into="changed_rows", dims=partition)
             has_changes = bool(new_names)
             # the landed version's columns fitted alike (a file landed before columns were renamed included)
@@ -431,6 +435,7 @@ class Lake:
         In the object-store lake the temp file is in the work directory and "move into place" is
         :meth:`~edu_assets.core.objectstore.LakeFileSystem.publish` (upload a new version, then replace the
         partition's pointer)."""
+        import duckdb
         if isinstance(target, ObjectPath):
             tmp = self.settings.work_dir / ".publishing" / f"{_TMP_PREFIX}{uuid.uuid4().hex}.partial"
             tmp.parent.mkdir(parents=True, exist_ok=True)
@@ -465,6 +470,7 @@ class Lake:
 
     def duplicate_key_counts(self, path: Path, columns: Sequence[str]) -> tuple[int, int]:
         """(key values that repeat, rows carrying a repeated key) in one landed partition."""
+        import duckdb
         with _connect(self.spill_dir, fs=self.store) as con:  # memory-capped, spilling to the lake's work dir like a landing
             try:
                 row = _duplicates(con, path, columns)
@@ -685,6 +691,7 @@ OUT_OF_MEMORY_HINT = ("raise EDU_DUCKDB_MEMORY_LIMIT (each run process's landing
 
 
 def _json_error(where: Where, staged: Path, exc: duckdb.Error) -> LandingError:
+    import duckdb
     return LandingError(
         where, f"the records could not be converted to Parquet ({str(exc).splitlines()[0][:300]})", staged,
         hint=OUT_OF_MEMORY_HINT if isinstance(exc, duckdb.OutOfMemoryException) else
@@ -693,6 +700,7 @@ def _json_error(where: Where, staged: Path, exc: duckdb.Error) -> LandingError:
 
 
 def _csv_error(where: Where, src: Path, encoding: str, exc: duckdb.Error) -> LandingError:
+    import duckdb
     detail = " ".join(line.strip() for line in str(exc).splitlines()[:3] if line.strip())
     if isinstance(exc, duckdb.OutOfMemoryException):
         return LandingError(where, f"the CSV could not be converted to Parquet ({detail})", src, hint=OUT_OF_MEMORY_HINT)

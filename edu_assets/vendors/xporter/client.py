@@ -20,14 +20,15 @@ import re
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
-
-import httpx
+from typing import TYPE_CHECKING, Any
 
 from edu_assets.core.errors import EduAssetsError, VendorAuthError, VendorHTTPError, Where
 from edu_assets.core.http import Log, VendorHTTP
 from edu_assets.core.paging import fetch_pages, fetch_until
 from edu_assets.core.tokens import TokenCache
+
+if TYPE_CHECKING:
+    import httpx  # imported where used: it costs ~60 ms, and the code location loads without it
 
 VENDOR = "xporter"
 
