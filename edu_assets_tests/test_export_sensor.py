@@ -46,3 +46,20 @@ def test_a_job_deferred_again_by_its_relaunched_run_gets_a_new_run_key(defs, ins
     (mat,) = materializations(instance, ASSET)
     assert mat.metadata["vendor_job_id"].value == job_id
     assert sensor_tick(defs, instance, SENSOR, again.cursor).run_requests == []
+
+
+def test_records_after_reads_every_page_oldest_first(instance):
+    """A sensor's cursor is the last storage id it saw: a tick must read every record that arrived since,
+    not just the first page of them."""
+    import dagster as dg
+
+    from edu_assets.core.export_records import records_after
+
+    key = dg.AssetKey(["test", "paged"])
+    for n in range(7):
+        instance.report_runless_asset_event(dg.AssetMaterialization(key, metadata={"n": n}))
+    seen = list(records_after(instance.fetch_materializations, key, None, page_size=2))
+    assert [r.asset_materialization.metadata["n"].value for r in seen] == list(range(7))
+    after_third = seen[2].storage_id
+    rest = list(records_after(instance.fetch_materializations, key, after_third, page_size=3))
+    assert [r.asset_materialization.metadata["n"].value for r in rest] == [3, 4, 5, 6]

@@ -14,11 +14,13 @@ claims about it.
 
 from __future__ import annotations
 
+import functools
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 from dagster._core.definitions.asset_checks.asset_check_evaluation import AssetCheckEvaluation
@@ -138,3 +140,28 @@ def evaluate_selected(
 def checks_only(context: dg.AssetExecutionContext) -> bool:
     """True when the run selected this step's checks but none of its assets."""
     return not context.selected_asset_keys and bool(context.selected_asset_check_keys)
+
+
+def landing_asset(checks: DatasetChecks | Mapping[dg.AssetKey, DatasetChecks] | None = None,
+                  **multi_asset_args: Any) -> Callable[[Callable[..., Iterator[Any]]], dg.AssetsDefinition]:
+    """``dg.multi_asset`` for a step that lands data and carries its checks, the same for every vendor.
+
+    The checks' specs are declared on the asset; a run may select only the checks (*Execute check* in the
+    UI), and such a run checks the files already in the lake without calling the vendor, so the step's
+    own function never sees it. The function takes the ``lake`` resource (Dagster passes resources by
+    name); its signature is what Dagster reads (``functools.wraps``)."""
+    suites: Mapping[dg.AssetKey, DatasetChecks] = (
+        {} if checks is None else {checks.asset_key: checks} if isinstance(checks, DatasetChecks) else checks)
+
+    def decorate(fn: Callable[..., Iterator[Any]]) -> dg.AssetsDefinition:
+        @functools.wraps(fn)
+        def step(context: dg.AssetExecutionContext, *args: Any, **kwargs: Any) -> Iterator[Any]:
+            if suites and checks_only(context):
+                yield from evaluate_selected(context, suites, kwargs["lake"].lake())
+                return
+            yield from fn(context, *args, **kwargs)
+
+        specs = [spec for suite in suites.values() for spec in suite.specs()]
+        return dg.multi_asset(check_specs=specs or None, can_subset=True, **multi_asset_args)(step)
+
+    return decorate

@@ -9,7 +9,8 @@ and resumes it instead of starting a second one.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import dagster as dg
 
@@ -79,46 +80,43 @@ def resumable_handle(
     return None
 
 
+def records_after(
+    fetch: Callable[..., Any], asset_key: dg.AssetKey, after_storage_id: int | None, page_size: int = 500,
+) -> Iterator[Any]:
+    """Every event record of one asset after a storage id, oldest first, read page by page.
+
+    ``fetch`` is ``instance.fetch_materializations`` or ``instance.fetch_observations``. A sensor's cursor
+    is the last storage id it saw: reading every page (not just the first) keeps it from skipping records
+    when more than a page arrived between two ticks."""
+    cursor: str | None = None
+    while True:
+        result = fetch(dg.AssetRecordsFilter(asset_key=asset_key, after_storage_id=after_storage_id),
+                       limit=page_size, cursor=cursor, ascending=True)
+        yield from result.records
+        if not result.has_more:
+            return
+        cursor = result.cursor
+
+
 def deferred_handles(
     instance: dg.DagsterInstance, asset_key: dg.AssetKey, after_storage_id: int
 ) -> Iterator[tuple[int, ExportHandle | None]]:
     """Observations of one asset after a storage id, oldest first, with the handle when it is a deferral."""
-    cursor: str | None = None
-    while True:
-        result = instance.fetch_observations(
-            dg.AssetRecordsFilter(asset_key=asset_key, after_storage_id=after_storage_id),
-            limit=500,
-            cursor=cursor,
-            ascending=True,
-        )
-        for rec in result.records:
-            obs = rec.asset_observation
-            if obs is not None and obs.metadata.get(STATE) and obs.metadata[STATE].value == DEFERRED:
-                yield rec.storage_id, ExportHandle.from_json(str(obs.metadata[HANDLE].value))
-            else:
-                yield rec.storage_id, None
-        if not result.has_more:
-            return
-        cursor = result.cursor
+    for rec in records_after(instance.fetch_observations, asset_key, after_storage_id):
+        obs = rec.asset_observation
+        if obs is not None and obs.metadata.get(STATE) and obs.metadata[STATE].value == DEFERRED:
+            yield rec.storage_id, ExportHandle.from_json(str(obs.metadata[HANDLE].value))
+        else:
+            yield rec.storage_id, None
 
 
 def landed_job_ids(instance: dg.DagsterInstance, asset_key: dg.AssetKey, after_storage_id: int) -> tuple[int, set[str]]:
     """Vendor job ids landed by materializations after a storage id, and the newest storage id seen."""
     newest = after_storage_id
     ids: set[str] = set()
-    cursor: str | None = None
-    while True:
-        result = instance.fetch_materializations(
-            dg.AssetRecordsFilter(asset_key=asset_key, after_storage_id=after_storage_id),
-            limit=500,
-            cursor=cursor,
-            ascending=True,
-        )
-        for rec in result.records:
-            newest = max(newest, rec.storage_id)
-            mat = rec.asset_materialization
-            if mat is not None and JOB_ID in mat.metadata:
-                ids.add(str(mat.metadata[JOB_ID].value))
-        if not result.has_more:
-            return newest, ids
-        cursor = result.cursor
+    for rec in records_after(instance.fetch_materializations, asset_key, after_storage_id):
+        newest = max(newest, rec.storage_id)
+        mat = rec.asset_materialization
+        if mat is not None and JOB_ID in mat.metadata:
+            ids.add(str(mat.metadata[JOB_ID].value))
+    return newest, ids

@@ -25,7 +25,7 @@ import dagster as dg
 
 from edu_assets.core import export_records as records
 from edu_assets.core.catalog import Current, ViewSpec
-from edu_assets.core.checks import DatasetChecks, checks_only, evaluate_selected
+from edu_assets.core.checks import DatasetChecks, landing_asset
 from edu_assets.core.errors import ConfigError, VendorHTTPError, Where
 from edu_assets.core.export_asset import ExportRequest, LandedTable, Landing, land_and_close
 from edu_assets.core.exports import ExportHandle
@@ -198,9 +198,8 @@ def _asset_args(
     partitions_def: dg.PartitionsDefinition,
     partitioning: str,
     per: str,
-    checks: DatasetChecks | None = None,
 ) -> dict:
-    """What every SkillsPass export asset declares; only its partitions (and checks) differ."""
+    """What every SkillsPass export asset declares; only its partitions differ."""
     return {
         "name": f"{VENDOR}__{spec.name}",
         "specs": [
@@ -220,8 +219,6 @@ def _asset_args(
                 },
             )
         ],
-        "check_specs": checks.specs() if checks else None,
-        "can_subset": True,  # lets a run select only the checks (the UI's "Execute check")
         "partitions_def": partitions_def,
         "pool": POOL,
     }
@@ -242,9 +239,10 @@ def build_window_asset(spec: ExportSpec) -> dg.AssetsDefinition:
 
     checks = build_checks(spec)
 
-    @dg.multi_asset(
+    @landing_asset(
+        checks,
         backfill_policy=dg.BackfillPolicy.single_run(),
-        **_asset_args(spec, daily(), "daily_window", "UTC day", checks),
+        **_asset_args(spec, daily(), "daily_window", "UTC day"),
     )
     def _export(
         context: dg.AssetExecutionContext,
@@ -253,9 +251,6 @@ def build_window_asset(spec: ExportSpec) -> dg.AssetsDefinition:
         lake: LakeResource,
     ) -> Iterator[dg.MaterializeResult | dg.AssetMaterialization]:
         the_lake = lake.lake()
-        if checks is not None and checks_only(context):
-            yield from evaluate_selected(context, {key: checks}, the_lake)
-            return
         where = Where(VENDOR, spec.name)
         fmt = _format(spec, config, where, skillspass.default_format)
         tagged = records.tagged_handle(context)
@@ -303,7 +298,7 @@ def build_window_asset(spec: ExportSpec) -> dg.AssetsDefinition:
 def build_interactions_asset(spec: ExportSpec) -> dg.AssetsDefinition:
     key = asset_key(spec)
 
-    @dg.multi_asset(**_asset_args(spec, activity_by_day(), "activity_x_day", "activity and UTC day"))
+    @landing_asset(**_asset_args(spec, activity_by_day(), "activity_x_day", "activity and UTC day"))
     def _export(
         context: dg.AssetExecutionContext,
         config: SkillsPassExportConfig,

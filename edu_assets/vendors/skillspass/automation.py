@@ -9,6 +9,7 @@ import dagster as dg
 
 from edu_assets.core.configured import latest_partition_schedule, skip_unless_configured
 from edu_assets.core.demo_plan import DemoContext, Run, Say, Step, Tick, range_tags
+from edu_assets.core.export_records import records_after
 from edu_assets.core.export_sensor import build_export_completion_sensor
 from edu_assets.core.lake import connect, parquet_file
 from edu_assets.core.lakepath import lake_root
@@ -68,20 +69,11 @@ def build_activity_discovery_sensor(activities_key: dg.AssetKey) -> dg.SensorDef
     def _sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult:
         after = int(context.cursor or 0)
         newest, paths = after, set()
-        cursor = None
-        while True:
-            page = context.instance.fetch_materializations(
-                dg.AssetRecordsFilter(asset_key=activities_key, after_storage_id=after), limit=500, cursor=cursor,
-                ascending=True,
-            )
-            for rec in page.records:
-                newest = max(newest, rec.storage_id)
-                md = rec.asset_materialization.metadata if rec.asset_materialization else {}
-                if "path" in md:
-                    paths.add(str(md["path"].value))
-            if not page.has_more:
-                break
-            cursor = page.cursor
+        for rec in records_after(context.instance.fetch_materializations, activities_key, after):
+            newest = max(newest, rec.storage_id)
+            md = rec.asset_materialization.metadata if rec.asset_materialization else {}
+            if "path" in md:
+                paths.add(str(md["path"].value))
         known = set(context.instance.get_dynamic_partitions(ACTIVITIES.name))
         new = sorted(activity_ids(paths) - known, key=lambda v: (len(v), v))
         if new:

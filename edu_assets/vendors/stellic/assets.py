@@ -10,7 +10,7 @@ from typing import Any
 import dagster as dg
 
 from edu_assets.core.catalog import ViewSpec
-from edu_assets.core.checks import DatasetChecks, checks_only, evaluate_selected
+from edu_assets.core.checks import DatasetChecks, landing_asset
 from edu_assets.core.errors import ConfigError
 from edu_assets.core.export_asset import ExportRequest, land_and_close
 from edu_assets.core.lake import Lake
@@ -51,7 +51,8 @@ def build_export_asset(spec: ExportSpec) -> dg.AssetsDefinition:
     checks = build_checks(spec)
     declared = views()
 
-    @dg.multi_asset(
+    @landing_asset(
+        checks,
         name=f"{VENDOR}__{spec.name}",
         specs=[
             dg.AssetSpec(
@@ -71,8 +72,6 @@ def build_export_asset(spec: ExportSpec) -> dg.AssetsDefinition:
                 },
             )
         ],
-        check_specs=checks.specs(),
-        can_subset=True,  # lets a run select only the checks (the UI's "Execute check")
         partitions_def=part.definition,
         pool=POOL,
     )
@@ -82,9 +81,6 @@ def build_export_asset(spec: ExportSpec) -> dg.AssetsDefinition:
         stellic: StellicResource,
         lake: LakeResource,
     ):
-        if checks_only(context):
-            yield from evaluate_selected(context, {checks.asset_key: checks}, lake.lake())
-            return
         key = context.partition_key if context.has_partition_key else None
         pid = partition_id(spec, key)
         where = pid.where

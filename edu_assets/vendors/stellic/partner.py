@@ -25,7 +25,7 @@ from typing import Any
 
 import dagster as dg
 
-from edu_assets.core.checks import DatasetChecks, FileCheck, checks_only, evaluate_selected
+from edu_assets.core.checks import DatasetChecks, FileCheck, landing_asset
 from edu_assets.core.errors import ConfigError, VendorHTTPError, Where
 from edu_assets.core.export_asset import ExportRequest, land_and_close
 from edu_assets.core.http import Log
@@ -161,11 +161,10 @@ def _every_student_answered(path: Path) -> tuple[bool, dict, str | None]:
 def build_bulk_read_asset(spec: PartnerReadSpec) -> dg.AssetsDefinition:
     checks = build_checks(spec)
 
-    @dg.multi_asset(
+    @landing_asset(
+        checks,
         name=f"{VENDOR}__{spec.name}",
         specs=[_asset_spec(spec)],
-        check_specs=checks.specs(),
-        can_subset=True,
         partitions_def=partitions_def(spec),
         pool=POOL,
     )
@@ -175,9 +174,6 @@ def build_bulk_read_asset(spec: PartnerReadSpec) -> dg.AssetsDefinition:
         stellic: StellicResource,
         lake: LakeResource,
     ):
-        if checks_only(context):
-            yield from evaluate_selected(context, {checks.asset_key: checks}, lake.lake())
-            return
         key = str(context.partition_key)
         pid = _pid(spec, key)
         view, day, where = pid.value(spec.dim), pid.value(DATE), pid.where
@@ -360,11 +356,10 @@ def build_student_read_asset(
             ),
         )
 
-    @dg.multi_asset(
+    @landing_asset(
+        checks,
         name=f"{VENDOR}__{spec.name}",
         specs=[_asset_spec(spec, [dep])],
-        check_specs=checks.specs(),
-        can_subset=True,
         partitions_def=partitions_def(spec),
         pool=POOL,
     )
@@ -375,9 +370,6 @@ def build_student_read_asset(
         lake: LakeResource,
     ):
         the_lake = lake.lake()
-        if checks_only(context):
-            yield from evaluate_selected(context, {checks.asset_key: checks}, the_lake)
-            return
         key = str(context.partition_key)
         pid = _pid(spec, key)
         view, day, where = pid.value(spec.dim), pid.value(DATE), pid.where

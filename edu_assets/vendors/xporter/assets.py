@@ -22,7 +22,7 @@ import pydantic
 from dagster._core.execution.plan.compute_generator import construct_config_from_context
 
 from edu_assets.core.catalog import Catalog, ViewSpec
-from edu_assets.core.checks import DatasetChecks, checks_only, evaluate_selected
+from edu_assets.core.checks import DatasetChecks, landing_asset
 from edu_assets.core.errors import ConfigError, EduAssetsError, Where
 from edu_assets.core.http import Log, QuietLog
 from edu_assets.core.lake import Lake, Landed
@@ -524,9 +524,6 @@ def run_endpoint(context: dg.AssetExecutionContext, endpoint: Endpoint, config: 
     """Every school of the run's partitions, ``school_concurrency`` at a time: a run covering a batch of
     schools (a scheduled batch, a backfill) waits on the vendor for several schools at once, and each
     school's tables are reported (and checked) as soon as that school has landed."""
-    if checks_only(context):
-        yield from evaluate_selected(context, checks, lake.lake())
-        return
     run = EndpointRun(context, endpoint, config, xporter, lake.lake())
     catalog = lake.catalog()
     parts = slices(endpoint, run.partitioning, context.partition_keys)
@@ -624,12 +621,11 @@ def build_endpoint_asset(endpoint: Endpoint) -> dg.AssetsDefinition:
         for table in endpoint.tables
     ]
 
-    @dg.multi_asset(
+    @landing_asset(
+        checks,  # a run may select only checks (the UI's "Execute check"); a fetch lands every table
         name=f"xporter__{endpoint.name}",
         specs=specs,
         partitions_def=partitions,
-        check_specs=[spec for suite in checks.values() for spec in suite.specs()],
-        can_subset=True,  # a run may select only checks (the UI's "Execute check"); a fetch lands every table
         pool=POOL,
         backfill_policy=_backfill_policy(endpoint),
         config_schema=_config_schema(config_class),

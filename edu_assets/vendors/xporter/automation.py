@@ -12,6 +12,7 @@ import dagster as dg
 
 from edu_assets.core.configured import skip_unless_configured
 from edu_assets.core.demo_plan import DemoContext, Run, Say, Step, Tick, range_tags
+from edu_assets.core.export_records import records_after
 from edu_assets.core.months import last_months
 from edu_assets.vendors.xporter.assets import asset_key
 from edu_assets.vendors.xporter.catalog import Endpoint, load_catalog
@@ -266,9 +267,7 @@ def build_filter_discovery() -> dg.SensorDefinition:
         requests: list[dg.RunRequest] = []
         dynamic: list[dg.AddDynamicPartitionsRequest | dg.DeleteDynamicPartitionsRequest] = []
         for name, source in sorted(_lookups().items()):
-            records = context.instance.fetch_materializations(
-                dg.AssetRecordsFilter(asset_key=source, after_storage_id=cursor.get(name)), limit=10_000, ascending=True,
-            ).records
+            records = list(records_after(context.instance.fetch_materializations, source, cursor.get(name)))
             if not records:
                 continue
             cursor[name] = records[-1].storage_id
