@@ -126,7 +126,7 @@ def _op_for(defs: dg.Definitions, key: dg.AssetKey) -> str:
 def _tick(defs: dg.Definitions, instance: dg.DagsterInstance, sensor: str) -> None:
     """Evaluate one sensor tick as the daemon would, and apply the partitions it asks for."""
     ctx = dg.build_sensor_context(instance=instance, definitions=defs, resources=defs.resources)
-    result = defs.get_sensor_def(sensor)(ctx)
+    result = defs.resolve_sensor_def(sensor)(ctx)
     for req in getattr(result, "dynamic_partitions_requests", None) or []:
         if isinstance(req, dg.AddDynamicPartitionsRequest):
             instance.add_dynamic_partitions(req.partitions_def_name, list(req.partition_keys))

@@ -50,7 +50,7 @@ def materialize(
 
 def sensor_tick(defs: dg.Definitions, instance: dg.DagsterInstance, name: str, cursor: str | None = None) -> Any:
     """Evaluate one tick of a sensor from ``defs`` with its resources, as the daemon would."""
-    sensor = defs.get_sensor_def(name)
+    sensor = defs.resolve_sensor_def(name)
     ctx = dg.build_sensor_context(instance=instance, definitions=defs, resources=defs.resources, cursor=cursor)
     return sensor(ctx)
 

@@ -25,9 +25,9 @@ def test_every_catalog_entry_is_a_conventional_asset(defs):
         assert spec_def.description and spec.description in spec_def.description
         assert {"stellic", "parquet"} <= set(spec_def.kinds)
         assert a.op.pool == "stellic"
-    sensor = defs.get_sensor_def("stellic_export_completion")
+    sensor = defs.resolve_sensor_def("stellic_export_completion")
     assert sensor.default_status == dg.DefaultSensorStatus.RUNNING
-    schedule = defs.get_schedule_def("stellic_daily_snapshots_schedule")
+    schedule = defs.resolve_schedule_def("stellic_daily_snapshots_schedule")
     assert schedule.cron_schedule == "0 5 * * *"
 
 

@@ -141,7 +141,7 @@ def test_sensors_and_schedules_of_unconfigured_vendors_skip_with_one_reason(idle
     moment = dt.datetime.now(dt.UTC)
     for vendor in VENDORS:
         results = [sensor_tick(defs, instance, name) for name in sensors[vendor]]
-        results += [defs.get_schedule_def(name)(dg.build_schedule_context(
+        results += [defs.resolve_schedule_def(name)(dg.build_schedule_context(
             instance=instance, scheduled_execution_time=moment, resources=defs.resources)) for name in schedules[vendor]]
         for name, result in zip(sensors[vendor] + schedules[vendor], results, strict=True):
             assert isinstance(result, dg.SkipReason), f"{name} returned {result!r}"
