@@ -13,6 +13,7 @@ import dagster as dg
 import pytest
 
 from edu_assets.core.ratebudget import HeaderBudget
+from edu_assets.core.settings import forget_loaded_settings
 from edu_assets.sandbox import SandboxServer, start_sandbox
 from edu_assets.vendors.xporter.resources import reset_caches as reset_xporter_caches
 from edu_assets_tests.helpers import clean_sandbox
@@ -80,6 +81,15 @@ def defs(sandbox: SandboxServer, lake_env: Path) -> dg.Definitions:
 
     return build_definitions()
 
+
+
+@pytest.fixture(autouse=True)
+def _settings_from_this_tests_environment() -> Iterator[None]:
+    """Each test starts reading settings from its own environment: a previous test's definitions load kept
+    that test's values (core/settings.load_settings), which must not leak into the next test."""
+    forget_loaded_settings()
+    yield
+    forget_loaded_settings()
 
 
 @pytest.fixture(autouse=True)

@@ -248,3 +248,19 @@ def test_export_params_from_the_environment_are_used(monkeypatch):
     # the run config wins over the environment
     query = stellic.build_query(export("plancourse_enrollment_by_term"), {"school_name": "Law"}, WHERE, preset)
     assert ("school_name", "Law") in query and ("school_name", "Arts") not in query
+
+
+def test_export_params_naming_an_unknown_export_or_parameter_fail_the_load(monkeypatch):
+    """A misspelt export or parameter in STELLIC_EXPORT_PARAMS is not ignored until a run needs it: the
+    definitions do not load, and every mistake is named at once."""
+    from edu_assets.vendors.stellic import definitions
+
+    monkeypatch.setenv("STELLIC_EXPORT_PARAMS",
+                       '{"audit_dat": {}, "bulk_exceptions_detailed": {"include_all": "maybe", "colour": 1}}')
+    with pytest.raises(ConfigError) as caught:
+        definitions()
+    message = str(caught.value)
+    assert "STELLIC_EXPORT_PARAMS" in message and "'audit_dat' is not a Stellic export (did you mean 'audit_data'?)" in message
+    assert "'include_all' (bool) must be true or false, got 'maybe'" in message and "'colour' is not one of" in message
+    monkeypatch.setenv("STELLIC_EXPORT_PARAMS", '{"bulk_exceptions_detailed": {"include_all": "true"}}')
+    definitions()  # a valid one loads

@@ -114,3 +114,20 @@ def test_start_dates_come_from_the_settings_when_definitions_are_built(monkeypat
     first = daily().get_first_partition_key()
     assert first == "2025-06-01"
     assert isinstance(daily(), dg.DailyPartitionsDefinition) and daily() is daily()  # one object per settings
+
+
+def test_the_definitions_load_with_one_configuration_that_the_environment_cannot_change_after(monkeypatch):
+    """Configuration enters when the definitions load: a run or a sensor tick of that code location reads
+    the values it loaded with, not whatever the process environment says later."""
+    from edu_assets.core.settings import HTTP_MAX_ATTEMPTS
+    from edu_assets.definitions import build_definitions
+
+    monkeypatch.setenv("EDU_HTTP_MAX_ATTEMPTS", "3")
+    build_definitions()
+    monkeypatch.setenv("EDU_HTTP_MAX_ATTEMPTS", "9")
+    assert HTTP_MAX_ATTEMPTS.get() == 3 and RetryPolicy.from_env().max_attempts == 3
+    monkeypatch.setenv("EDU_HTTP_MAX_ATTEMPTS", "many")  # nor can a bad value reach a run of these definitions
+    assert HTTP_MAX_ATTEMPTS.get() == 3
+    build_definitions_fails = pytest.raises(ConfigError, match="EDU_HTTP_MAX_ATTEMPTS must be a whole number")
+    with build_definitions_fails:
+        build_definitions()  # the next load reads the environment again, and refuses it

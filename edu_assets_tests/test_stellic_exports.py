@@ -10,6 +10,7 @@ import pytest
 
 from edu_assets.core.errors import ConfigError, Where
 from edu_assets.core.lake import DATA_FILE
+from edu_assets.definitions import build_definitions
 from edu_assets.demo import run_vendor_demo
 from edu_assets.vendors.stellic.catalog import load_catalog, load_partner_reads
 from edu_assets_tests.helpers import (
@@ -129,6 +130,7 @@ def test_sensor_tick_is_bounded_and_round_robin(defs, instance, sandbox, lake_en
         instance.add_dynamic_partitions("stellic_usem_id", [kind])
         materialize(defs, instance, "sections_counting_for_reqs", kind, config={"inline_wait_seconds": 0})
     monkeypatch.setenv("EDU_SENSOR_MAX_POLLS_PER_TICK", "2")
+    defs = build_definitions()  # settings enter when the definitions load
     before = len(requests_to(sandbox, "get_export_url"))
     r1 = sensor_tick(defs, instance, "stellic_export_completion")
     assert len(requests_to(sandbox, "get_export_url")) - before == 2
@@ -215,6 +217,7 @@ def test_never_finishing_job_defers_then_is_given_up_past_deadline(
     ).success
     assert materializations(instance, "audit_requirements") == []
     monkeypatch.setenv("EDU_EXPORT_DEADLINE_SECONDS", "0.01")
+    defs = build_definitions()  # settings enter when the definitions load
     tick = sensor_tick(defs, instance, SENSOR)
     (request,) = tick.run_requests
     result = materialize(defs, instance, "audit_requirements", TODAY, tags=request.tags)
@@ -322,8 +325,6 @@ def test_missing_user_value_fails_with_clear_message(defs, instance, sandbox, la
 
 
 def test_params_from_environment_and_partition_binding(instance, sandbox, lake_env, monkeypatch):
-    from edu_assets.definitions import build_definitions
-
     monkeypatch.setenv(
         "STELLIC_EXPORT_PARAMS", '{"plancourse_enrollment_by_term": {"school_name": "Divinity School"}}'
     )
@@ -401,3 +402,18 @@ def test_partition_keys_take_ascii_digits_only(kind, key):
         PARTITIONINGS[kind].to_params(key, where)
     ascii_key = {"workflow": "23", "usem_term": "12", "year_semester": "2026-fall"}[kind]
     assert PARTITIONINGS[kind].to_params(ascii_key, where)
+
+
+def test_a_note_tag_too_long_for_a_file_name_lands_and_the_view_shows_it_whole(defs, instance, sandbox, lake_env):
+    """A 300-character note tag lands under a bounded directory name; the view's ``tag`` is the tag
+    itself, though a short tag created the view before it (the catalog's ledger would otherwise skip it)."""
+    long_tag = "Needs review " + "x" * 287
+    instance.add_dynamic_partitions("stellic_note_tag", [long_tag, "short"])
+    assert materialize(defs, instance, "tagged_notes", "short").success  # the views exist before the long tag
+    assert materialize(defs, instance, "tagged_notes", long_tag).success
+    assert [r["query"]["tag"] for r in requests_to(sandbox, "tagged_notes")] == [["short"], [long_tag]]
+    catalog = lake_env / "edu.duckdb"
+    tags = [r[0] for r in query(catalog, "SELECT DISTINCT tag FROM stellic.tagged_notes ORDER BY 1")]
+    assert tags == sorted([long_tag, "short"])
+    dirs = [p.name for p in (lake_env / "lake" / "stellic" / "tagged_notes").iterdir()]
+    assert all(len(d.encode()) <= 255 for d in dirs) and "tag=short" in dirs

@@ -14,6 +14,7 @@ import dagster as dg
 import pytest
 
 from edu_assets.core.workdir import KEPT, STAMP, owner
+from edu_assets.definitions import build_definitions
 from edu_assets.vendors.xporter.partitions import ESTAB_PARTITIONS
 from edu_assets_tests.helpers import failure_message, materialize
 
@@ -50,6 +51,7 @@ def test_a_dead_attempts_files_go_at_the_next_landing_and_a_running_ones_stay(
     work = lake_env / "work" / "stellic" / "audit_data" / f"snapshot_date={TODAY}"
     # a real dead attempt: its download is cut short until the run gives up, leaving the partial file
     monkeypatch.setenv("EDU_HTTP_MAX_ATTEMPTS", "2")
+    defs = build_definitions()  # settings enter when the definitions load
     sandbox.faults.add("truncate_body", vendor="stellic", match="/exports/export_data/audit_data", times=2)
     failed = materialize(defs, instance, "audit_data", TODAY)
     assert not failed.success
@@ -65,6 +67,7 @@ def test_a_dead_attempts_files_go_at_the_next_landing_and_a_running_ones_stay(
 
 def test_a_failed_landing_keeps_its_raw_file_for_the_stated_retention(defs, instance, sandbox, lake_env, monkeypatch):
     monkeypatch.setenv("EDU_WORK_RETENTION_HOURS", "6")
+    defs = build_definitions()  # settings enter when the definitions load
     sandbox.faults.add("malformed_csv", vendor="stellic", times=1)
     failed = materialize(defs, instance, "student_geneds", TODAY)
     assert not failed.success

@@ -14,7 +14,7 @@ import duckdb
 import pytest
 
 from edu_assets.core.lake import DATA_FILE
-from edu_assets.definitions import selection_for
+from edu_assets.definitions import build_definitions, selection_for
 from edu_assets.sandbox.credentials import (
     XPORTER_MANAGEMENT_SECRET,
     XPORTER_RELYING_PARTY,
@@ -353,6 +353,7 @@ def test_wrong_secret_fails_clearly_and_secrets_never_leak(defs, instance, xp, s
     monkeypatch.setenv("XPORTER_RELYING_PARTY", XPORTER_RELYING_PARTY)
     monkeypatch.setenv("XPORTER_BASE_URL", xp.base_url)
     monkeypatch.setenv("XPORTER_STS_URL", f"{xp.base_url}/idaas/sts/STS/GetToken")
+    defs = build_definitions()  # settings enter when the definitions load
     bad = materialize(defs, instance, "xporter/students", A)
     assert not bad.success and "STS refused the secret" in failure_message(bad)
     assert materialize(defs, instance, "xporter/students", B).success
@@ -370,6 +371,7 @@ def test_world_readable_secrets_file_is_refused(defs, instance, xp, schools, lak
     os.chmod(path, 0o644)
     monkeypatch.setenv("XPORTER_SECRETS_FILE", str(path))
     monkeypatch.setenv("XPORTER_RELYING_PARTY", XPORTER_RELYING_PARTY)
+    defs = build_definitions()  # settings enter when the definitions load
     result = materialize(defs, instance, "xporter/students", A)
     assert not result.success and "other users can read it" in failure_message(result)
 

@@ -26,9 +26,9 @@ from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from edu_assets.core.lake import DATA_FILE
+from edu_assets.core.lake import DATA_FILE, full_key_projection
 from edu_assets.core.lakepath import ObjectPath
-from edu_assets.core.naming import quote_ident, snake_case, sql_str
+from edu_assets.core.naming import HASH_MARK, quote_ident, snake_case, sql_str
 from edu_assets.core.settings import LakeSettings
 
 if TYPE_CHECKING:
@@ -82,6 +82,11 @@ class TableSummary:
     rows: int
     columns: int
     partitions: int
+
+
+def _read_dataset(dataset: Path | ObjectPath) -> str:
+    """Every file of a dataset, its partition dimensions taken from the directory names, columns by name."""
+    return f"read_parquet({sql_str(_dataset_glob(dataset))}, hive_partitioning=true, union_by_name=true)"
 
 
 def _dataset_glob(dataset: Path | ObjectPath) -> str:
@@ -175,11 +180,14 @@ class Catalog:
         views: Iterable[ViewSpec] = (),
         *,
         log: object | None = None,
+        force: bool = False,
     ) -> bool:
         """``ensure_view`` for several datasets of one vendor, opening the catalog file once.
 
         ``views`` are the vendor's declarations (its ``views()``): each dataset gets the views declared for
-        it (see :func:`view_for`), the same ones ``rebuild`` makes."""
+        it (see :func:`view_for`), the same ones ``rebuild`` makes. ``force`` writes them even when the
+        ledger says they exist: a landing under a shortened partition name needs the view to read the full
+        key from its file (see :func:`_show_full_keys`)."""
         import duckdb
         views = tuple(views)
         datasets = [(view_for(views, vendor, a), self.settings.root / vendor / a) for a in assets]
@@ -190,7 +198,7 @@ class Catalog:
         # view depends on the dataset's columns, which only DuckDB can say.
         wanted = {} if any(s.current for s, _ in datasets) else {
             name: sql for s, d in datasets for name, sql in _view_statements(s, d).items()}
-        if self._ledger.holds(wanted):  # never true for nothing wanted (a "current" view)
+        if not force and self._ledger.holds(wanted):  # never true for nothing wanted (a "current" view)
             return True
         before = self._ledger.known()
         try:
@@ -215,6 +223,7 @@ class Catalog:
         statements = _view_statements(spec, dataset)
         for sql in statements.values():
             con.execute(sql)
+        _show_full_keys(con, spec, dataset)
         made = list(statements)
         if spec.current and _create_current_view(con, spec.vendor, spec.dataset, spec.current):
             made.append(f"{spec.vendor}.{spec.dataset}_current")
@@ -262,14 +271,28 @@ def _view_statements(spec: ViewSpec, dataset: Path | ObjectPath) -> dict[str, st
     vendor, asset, latest_by = spec.vendor, spec.dataset, spec.latest_by
     schema, view = quote_ident(vendor), quote_ident(asset)
     out = {f"{vendor}.{asset}": (
-        f"CREATE OR REPLACE VIEW {schema}.{view} AS SELECT * FROM read_parquet("
-        f"{sql_str(_dataset_glob(dataset))}, hive_partitioning=true, union_by_name=true)")}
+        f"CREATE OR REPLACE VIEW {schema}.{view} AS SELECT * FROM {_read_dataset(dataset)}")}
     if latest_by:
         col = quote_ident(latest_by)
         out[f"{vendor}.{asset}_latest"] = (
             f"CREATE OR REPLACE VIEW {schema}.{quote_ident(asset + '_latest')} AS SELECT * FROM {schema}.{view} "
             f"WHERE {col} = (SELECT max({col}) FROM {schema}.{view})")
     return out
+
+
+def _show_full_keys(con: duckdb.DuckDBPyConnection, spec: ViewSpec, dataset: Path | ObjectPath) -> None:
+    """Make ``<dim>`` show the full key where a partition's directory name was shortened.
+
+    Hive partitioning takes ``<dim>`` from the directory name, and a key too long for a file name lands
+    under ``<dim>=<start>!<hash>`` with its full value in the file's ``<dim>__full`` column. Only a dataset
+    that has such a directory pays for the ``DESCRIBE`` (it reads the files' footers)."""
+    if not any(HASH_MARK in part for f in dataset.rglob(DATA_FILE) for part in f.relative_to(dataset).parts[:-1]):
+        return
+    schema, view = quote_ident(spec.vendor), quote_ident(spec.dataset)
+    columns = [r[0] for r in con.execute(f"DESCRIBE {schema}.{view}").fetchall()]
+    projection = full_key_projection(columns)
+    if projection != "*":
+        con.execute(f"CREATE OR REPLACE VIEW {schema}.{view} AS SELECT {projection} FROM {_read_dataset(dataset)}")
 
 
 def _create_current_view(con: duckdb.DuckDBPyConnection, vendor: str, asset: str, current: Current) -> bool:

@@ -38,11 +38,13 @@ from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote
 
 from edu_assets.core.errors import ConfigError, LandingError, Where
 from edu_assets.core.lakepath import ObjectPath, resolve
 from edu_assets.core.naming import (
     FULL_KEY_SUFFIX,
+    HASH_MARK,
     NAME_MAX,
     bounded_name,
     clear_of_dimensions,
@@ -468,6 +470,20 @@ class Lake:
         base = self.partition_dir(vendor, asset, within) if within else self.dataset_dir(vendor, asset)
         return sorted(base.rglob(DATA_FILE))
 
+    def landed(self, vendor: str, asset: str) -> list[tuple[PartitionId, Path]]:
+        """Every landed file of a dataset with the partition it holds, sorted by file.
+
+        The dimensions come from the directory names (percent-decoded, as DuckDB reads them); a shortened
+        name's full value comes from the file itself, so the id is the one the file was landed under."""
+        base = self.dataset_dir(vendor, asset)
+        out = []
+        for path in self.partitions(vendor, asset):
+            dims = dict(_dimension(part) for part in path.parent.relative_to(base).parts)
+            if any(HASH_MARK in value for value in dims.values()):
+                dims.update(_kv_json(_parquet(path).schema_arrow, PARTITION_KEY))
+            out.append((PartitionId.of(vendor, asset, dims), path))
+        return out
+
     def duplicate_key_counts(self, path: Path, columns: Sequence[str]) -> tuple[int, int]:
         """(key values that repeat, rows carrying a repeated key) in one landed partition."""
         import duckdb
@@ -503,6 +519,12 @@ def full_key_projection(columns: Sequence[str]) -> str:
     exclude = ", ".join(quote_ident(c) for c, _ in full)
     replace = ", ".join(f"coalesce({quote_ident(c)}, {quote_ident(d)}) AS {quote_ident(d)}" for c, d in full)
     return f"* EXCLUDE ({exclude}) REPLACE ({replace})"
+
+
+def _dimension(component: str) -> tuple[str, str]:
+    """``"note_tag=Tag%20a"`` -> ``("note_tag", "Tag a")``: a directory name back to its dimension and value."""
+    dim, _, value = component.partition("=")
+    return dim, unquote(value)
 
 
 def _parquet(path: Path | ObjectPath) -> Any:

@@ -59,7 +59,8 @@ def publish(
     the views of every dataset they landed exist: declared in one catalog call, however many landings."""
     datasets = list(dict.fromkeys(t.dataset for p in publications for t in p.tables))
     if datasets:
-        catalog.ensure_views(vendor, datasets, views, log=context.log)
+        shortened = any(t.landed.full_key_columns for p in publications for t in p.tables)
+        catalog.ensure_views(vendor, datasets, views, log=context.log, force=shortened)
     events: list[Event] = []
     for p in publications:
         events.extend(_events(context, lake, vendor, p))

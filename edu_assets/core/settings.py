@@ -120,8 +120,12 @@ class Setting(Generic[T]):
         return _parsed(self, env(self.name))[1]
 
     def get(self) -> T:
-        """The parsed value (the default when unset); a ConfigError naming the variable when it is invalid."""
-        value, problem = _parsed(self, env(self.name))
+        """The parsed value (the default when unset); a ConfigError naming the variable when it is invalid.
+
+        Once the definitions have loaded (:func:`load_settings`), the value they loaded with: a run, a sensor
+        tick and the definitions see one configuration, whatever the environment does afterwards."""
+        raw = _loaded[self.name] if _loaded is not None and self.name in _loaded else env(self.name)
+        value, problem = _parsed(self, raw)
         if problem is not None:
             raise settings_error([problem])
         return value
@@ -158,6 +162,24 @@ def check_settings(table: Iterable[Setting[Any]]) -> None:
     problems = settings_problems(table)
     if problems:
         raise settings_error(problems)
+
+
+_loaded: dict[str, str | None] | None = None  # the settings' text as the definitions last loaded it
+
+
+def load_settings(table: Iterable[Setting[Any]]) -> None:
+    """Validate every setting of the table and keep their values: the one configuration the code location
+    loaded with. Configuration enters at this one point; ``Setting.get`` reads this snapshot from then on."""
+    global _loaded
+    table = tuple(table)
+    check_settings(table)
+    _loaded = {s.name: env(s.name) for s in table}
+
+
+def forget_loaded_settings() -> None:
+    """Read settings from the environment again until the next load (tests change it between loads)."""
+    global _loaded
+    _loaded = None
 
 
 SANDBOX_URL: Setting[str | None] = Setting("EDU_SANDBOX_URL", URL, None, "where the sandbox emulators listen; selects the sandbox "

@@ -10,7 +10,7 @@ from __future__ import annotations
 from importlib import import_module
 from typing import Any
 
-from edu_assets.core.settings import CORE_SETTINGS, Setting, VendorMode, check_settings, settings_problems
+from edu_assets.core.settings import CORE_SETTINGS, Setting, VendorMode, load_settings, settings_problems
 
 VENDORS = ("stellic", "xporter", "skillspass", "webadmit")
 
@@ -35,5 +35,6 @@ def setting_problems() -> list[str]:
 
 
 def check_all_settings() -> None:
-    """One ConfigError naming every invalid setting; the code location calls it before building anything."""
-    check_settings(all_settings())
+    """One ConfigError naming every invalid setting, else every setting's value kept as loaded
+    (``core/settings.load_settings``); the code location calls it before building anything."""
+    load_settings(all_settings())

@@ -101,12 +101,9 @@ def _days(first: str, last: str) -> list[str]:
 def landed_windows(lake: Lake, spec: ExportSpec) -> list[tuple[str, str, Path]]:
     """(first day, last day, file) of every landed window of one export."""
     out = []
-    for path in lake.partitions(VENDOR, spec.name):
-        dims = dict(
-            part.split("=", 1) for part in path.parent.relative_to(lake.dataset_dir(VENDOR, spec.name)).parts
-        )
-        if set(WINDOW_DIMS) <= set(dims):
-            out.append((dims["window_start"], dims["window_end"], path))
+    for pid, path in lake.landed(VENDOR, spec.name):
+        if set(WINDOW_DIMS) <= set(pid.mapping):
+            out.append((pid.value("window_start"), pid.value("window_end"), path))
     return out
 
 

@@ -6,15 +6,16 @@ import dagster as dg
 
 from edu_assets.vendors.stellic.assets import build_all, views
 from edu_assets.vendors.stellic.automation import build_completion_sensor, build_snapshot_schedule, demo_plan
-from edu_assets.vendors.stellic.catalog import load_catalog
+from edu_assets.vendors.stellic.catalog import check_export_params, load_catalog
 from edu_assets.vendors.stellic.partner import build_partner_assets
-from edu_assets.vendors.stellic.resources import stellic_resource_from_env
+from edu_assets.vendors.stellic.resources import EXPORT_PARAMS, stellic_resource_from_env
 
 __all__ = ["definitions", "demo_plan", "views"]
 
 
 def definitions() -> dg.Definitions:
     specs = load_catalog()
+    check_export_params(EXPORT_PARAMS.get() or {}, specs)
     return dg.Definitions(
         assets=[*build_all(), *build_partner_assets()],
         sensors=[build_completion_sensor(specs)],

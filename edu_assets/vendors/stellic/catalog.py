@@ -8,6 +8,7 @@ request, so ``"maybe"`` is never sent as ``false``."""
 
 from __future__ import annotations
 
+import difflib
 import itertools
 import json
 import string
@@ -355,3 +356,31 @@ def build_query(spec: ExportSpec, config_params: Mapping[str, Any], where: Where
             ENV_PARAMS if param.name in from_env else "the catalog default")
         query += _encode(spec, param, value, source, where)
     return query
+
+
+def check_export_params(params: Mapping[str, Mapping[str, Any]], specs: tuple[ExportSpec, ...]) -> None:
+    """``STELLIC_EXPORT_PARAMS`` against the catalog when the definitions load: every export and parameter it
+    names exists, and every value has its parameter's declared type. A misspelt export name would otherwise
+    be ignored until a run needed the value; every mistake is named at once."""
+    by_name = {s.name: s for s in specs}
+    problems: list[str] = []
+    for export, values in params.items():
+        spec = by_name.get(export)
+        if spec is None:
+            close = difflib.get_close_matches(export, by_name, n=1)
+            problems.append(f"{export!r} is not a Stellic export" + (f" (did you mean {close[0]!r}?)" if close else ""))
+            continue
+        declared = {p.name: p for p in spec.params}
+        for name, value in values.items():
+            param = declared.get(name)
+            if param is None:
+                problems.append(f"{export}: {name!r} is not one of its parameters ({', '.join(declared) or 'none'})")
+                continue
+            try:
+                encode_param(param, value)
+            except BadValue as exc:
+                problems.append(f"{export}: parameter {name!r} ({param.type}) {exc}, got {value!r}")
+    if problems:
+        raise ConfigError(Where(VENDOR), f"{ENV_PARAMS}: {'; '.join(problems)}",
+                          hint=f"correct {ENV_PARAMS} (the exports and their parameters are in the Stellic catalog), "
+                               "then reload the code location")
