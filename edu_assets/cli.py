@@ -190,10 +190,10 @@ def _file_problems(mode: VendorMode) -> list[str]:
     """What only the vendor's own code can check: Xporter's secrets file (present, private, JSON)."""
     if mode.vendor != "xporter" or not mode.live or mode.problems:
         return []
-    from edu_assets.vendors.xporter.resources import XporterResource
+    from edu_assets.vendors.xporter.resources import xporter_resource_from_env
 
     try:
-        XporterResource().secrets()
+        xporter_resource_from_env().process_config_and_initialize().secrets()  # EnvVar fields resolved, as in a run
     except ConfigError as exc:
         return [exc.what if exc.hint == ConfigError.default_hint else f"{exc.what}: {exc.hint}"]
     return []

@@ -18,7 +18,7 @@ from edu_assets.sandbox import SandboxServer, credentials
 from edu_assets.vendors.skillspass.resources import skillspass_resource_from_env
 from edu_assets.vendors.stellic.resources import stellic_resource_from_env
 from edu_assets.vendors.webadmit.resources import webadmit_resource_from_env
-from edu_assets.vendors.xporter.resources import XporterResource
+from edu_assets.vendors.xporter.resources import xporter_resource_from_env
 from edu_assets_tests.helpers import requests_to
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -88,7 +88,7 @@ def test_stellic_resource_is_accepted(sandbox: SandboxServer, tmp_path: Path):
 
 
 def test_xporter_resource_is_accepted(sandbox: SandboxServer):
-    resource = XporterResource()
+    resource = xporter_resource_from_env()
     assert ESTAB in {s.estab for s in resource.schools() if s.status == "authorised"}  # the management token
     client = resource.client(ESTAB)  # the school's own token, from its secret
     try:

@@ -13,6 +13,7 @@ import dagster as dg
 import duckdb
 import pytest
 
+from edu_assets.core.errors import ConfigError, Where
 from edu_assets.core.lake import DATA_FILE
 from edu_assets.definitions import build_definitions, selection_for
 from edu_assets.sandbox.credentials import (
@@ -23,6 +24,7 @@ from edu_assets.sandbox.credentials import (
 from edu_assets.vendors.xporter.catalog import load_catalog
 from edu_assets.vendors.xporter.partitions import ESTAB_PARTITIONS, partitioning_for
 from edu_assets.vendors.xporter.resources import reset_caches as reset_xporter_caches
+from edu_assets.vendors.xporter.resources import xporter_resource_from_env
 from edu_assets_tests.helpers import (
     failure_message,
     materializations,
@@ -454,3 +456,23 @@ def test_result_sets_land_under_the_samples_and_the_headings_spellings(defs, ins
         assert "unexpected_result_sets" not in md and "result_set" not in md
     md = materializations(instance, "xporter/staff__staff", A)[0].metadata
     assert md["vendor_data_updated_field"].value == "DateTime"  # meta's last refresh (L5375)
+
+
+def test_the_live_resource_is_configured_at_load_with_its_secrets_as_environment_variables(unconfigured, monkeypatch):
+    """Like every vendor's resource: decided when the definitions load, secrets held as ``dg.EnvVar`` (the UI
+    and run config show the variables' names, never their values), resolved when a run initialises it."""
+    secrets = {A: "school-a-secret-value"}
+    monkeypatch.setenv("XPORTER_SCHOOL_SECRETS", json.dumps(secrets))
+    monkeypatch.setenv("XPORTER_MANAGEMENT_SECRET", "management-secret-value")
+    monkeypatch.setenv("XPORTER_RELYING_PARTY", "rp.example")
+    resource = xporter_resource_from_env()
+    assert isinstance(resource.school_secrets, dg.EnvVar) and resource.school_secrets == "XPORTER_SCHOOL_SECRETS"
+    assert isinstance(resource.management_secret, dg.EnvVar) and not resource.sandbox
+    assert resource.base_url == "https://xporter.groupcall.com" and resource.relying_party == "rp.example"
+    resolved = resource.process_config_and_initialize().secrets()
+    assert resolved.school(A, Where("xporter")) == "school-a-secret-value"
+    assert resolved.management == "management-secret-value"
+    with pytest.raises(ConfigError, match=f"no secret is configured for school {B}"):
+        resolved.school(B, Where("xporter"))  # one school's secret is never used for another
+    monkeypatch.delenv("XPORTER_SCHOOL_SECRETS")
+    assert resource.base_url == "https://xporter.groupcall.com"  # the environment after the load changes nothing

@@ -17,17 +17,21 @@ from edu_assets.vendors.xporter.automation import (
     xporter_daily_snapshots,
 )
 from edu_assets.vendors.xporter.monitoring import build_monitoring
-from edu_assets.vendors.xporter.resources import XporterResource
+from edu_assets.vendors.xporter.resources import xporter_resource_from_env
 
 __all__ = ["definitions", "demo_plan", "views"]
 
 
 @cache  # the ~200 assets and their jobs are built once per process, from the settings of the first build
-def definitions() -> dg.Definitions:
+def _built() -> dg.Definitions:
     return dg.Definitions(
         assets=[*build_all(), *build_monitoring()],
         jobs=list(jobs().values()),
         sensors=[build_school_discovery(), build_filter_discovery()],
         schedules=[xporter_daily_snapshots, xporter_current_month, *filtered_schedules()],
-        resources={"xporter": XporterResource()},
     )
+
+
+def definitions() -> dg.Definitions:
+    """The assets, jobs, sensors and schedules (built once), and the resource as this load configures it."""
+    return dg.Definitions.merge(_built(), dg.Definitions(resources={"xporter": xporter_resource_from_env()}))

@@ -20,7 +20,7 @@ from typing import Any
 from edu_assets.core.errors import ConfigError, EduAssetsError, VendorAuthError, Where
 from edu_assets.core.http import VendorHTTP
 from edu_assets.core.redact import register_secret
-from edu_assets.core.settings import TEXT, Setting, env
+from edu_assets.core.settings import TEXT, Setting
 from edu_assets.core.tokens import Token
 from edu_assets.sandbox.credentials import XPORTER_MANAGEMENT_SECRET as SANDBOX_MANAGEMENT_SECRET
 from edu_assets.sandbox.credentials import XPORTER_RELYING_PARTY as SANDBOX_RELYING_PARTY
@@ -69,22 +69,23 @@ class Secrets:
         return secret
 
 
-def load_secrets(*, sandbox: bool) -> Secrets:
-    """Read secrets from the environment and the secrets file; register every value for redaction."""
+def load_secrets(relying_party: str, *, management: str = "", school_secrets: str = "", secrets_file: str = "",
+                 sandbox: bool = False) -> Secrets:
+    """The secrets a token is minted with, from the resource's fields (``XporterResource``: the environment's
+    values as ``dg.EnvVar`` when the definitions loaded) and the secrets file; every value is registered
+    for redaction. The sandbox's are its published ones."""
     where = Where("xporter", "secrets")
     if sandbox:
         return Secrets(SANDBOX_RELYING_PARTY, SANDBOX_MANAGEMENT_SECRET, sandbox=True)
     schools: dict[str, str] = {}
-    management = env("XPORTER_MANAGEMENT_SECRET")
-    file = env("XPORTER_SECRETS_FILE")
-    if file:
-        data = _read_secrets_file(Path(file).expanduser(), where)
-        management = management or data.get("management")
+    manager: str | None = management or None
+    if secrets_file:
+        data = _read_secrets_file(Path(secrets_file).expanduser(), where)
+        manager = manager or data.get("management")
         schools.update({str(k): str(v) for k, v in (data.get("schools") or {}).items()})
-    raw = env("XPORTER_SCHOOL_SECRETS")
-    if raw:
+    if school_secrets:
         try:
-            mapping = json.loads(raw)
+            mapping = json.loads(school_secrets)
         except ValueError:
             raise ConfigError(
                 where,
@@ -94,16 +95,15 @@ def load_secrets(*, sandbox: bool) -> Secrets:
         if not isinstance(mapping, dict):
             raise ConfigError(where, "XPORTER_SCHOOL_SECRETS must be a JSON object of estab -> secret")
         schools.update({str(k): str(v) for k, v in mapping.items()})
-    relying_party = RELYING_PARTY.get()
     if not relying_party:
         raise ConfigError(
             where,
             "XPORTER_RELYING_PARTY is not set",
             hint="set it to the relying party your application was registered with",
         )
-    for value in [management, *schools.values()]:
+    for value in [manager, *schools.values()]:
         register_secret(value)
-    return Secrets(relying_party, management, schools)
+    return Secrets(relying_party, manager, schools)
 
 
 def _read_secrets_file(path: Path, where: Where) -> dict:

@@ -13,13 +13,15 @@ from typing import Any
 
 import dagster as dg
 
-from edu_assets.core.errors import Where
+from edu_assets.core.configured import resource_for_mode
+from edu_assets.core.errors import ConfigError, Where
 from edu_assets.core.http import Log, VendorHTTP
 from edu_assets.core.settings import (
     DATE,
     URL,
     Setting,
     VendorMode,
+    env,
     json_object_problem,
     number,
     orphaned,
@@ -29,7 +31,7 @@ from edu_assets.core.settings import (
 from edu_assets.core.tokens import TokenCache
 from edu_assets.vendors.xporter.auth import MANAGEMENT, RELYING_PARTY, Secrets, load_secrets, mint_token
 from edu_assets.vendors.xporter.catalog import split_scopes
-from edu_assets.vendors.xporter.client import XporterClient
+from edu_assets.vendors.xporter.client import VENDOR, XporterClient
 
 XPORTER_SECRET_VARS = ("XPORTER_SCHOOL_SECRETS", "XPORTER_SECRETS_FILE", "XPORTER_MANAGEMENT_SECRET")
 BASE_URL = Setting("XPORTER_BASE_URL", URL, "https://xporter.groupcall.com", "the Xporter on Demand API")
@@ -64,6 +66,17 @@ def xporter_mode() -> VendorMode:
                        "or XPORTER_SECRETS_FILE)", problems)
 
 
+def xporter_resource_from_env() -> XporterResource:
+    """The Xporter resource for how the vendor is reached when the definitions load (``resource_for_mode``):
+    live (each secret that is set, as ``dg.EnvVar``), the sandbox, or not configured."""
+    mode = xporter_mode()
+    secret_vars = {"school_secrets": "XPORTER_SCHOOL_SECRETS", "management_secret": "XPORTER_MANAGEMENT_SECRET"}
+    live = {"sts_url": STS_URL.get(), "relying_party": RELYING_PARTY.get() or "",
+            "secrets_file": env("XPORTER_SECRETS_FILE") or "",
+            **{field: dg.EnvVar(var) for field, var in secret_vars.items() if env(var)}}
+    return resource_for_mode(XporterResource, mode, live=live, sandbox={"sandbox": True}, unset={})
+
+
 _caches: dict[tuple[str, str], TokenCache] = {}
 _caches_lock = threading.Lock()
 
@@ -78,35 +91,35 @@ class School:
 
 
 class XporterResource(dg.ConfigurableResource):
-    """Xporter on Demand. Empty URLs mean: the live service when secrets are set, the sandbox when
-    EDU_SANDBOX_URL selects it. The environment is read when a client is made, not when definitions load,
-    so the code location loads with nothing configured; a client for a vendor that is not configured (or
-    half-configured) is refused before any request, with what to set."""
+    """Xporter on Demand, configured when the definitions load (``xporter_resource_from_env``) like every
+    vendor's resource: the live service (its secrets as ``dg.EnvVar``, so the UI shows only their names) or
+    the sandbox. Without a base URL the vendor is not configured, and a client is refused before any
+    request, with what to set."""
 
     base_url: str = ""
     sts_url: str = ""
+    relying_party: str = ""
+    school_secrets: str = ""  # XPORTER_SCHOOL_SECRETS: {"<estab>": "<secret>"}
+    management_secret: str = ""  # XPORTER_MANAGEMENT_SECRET
+    secrets_file: str = ""  # XPORTER_SECRETS_FILE: a path (the file is read, and its mode checked, per token)
+    sandbox: bool = False  # the sandbox's published secrets
     page_size: int = 5000
     page_concurrency: int = 4
     rate_per_second: float = 0.0
 
-    @staticmethod
-    def _mode() -> VendorMode:
-        return xporter_mode().require()
-
     def _base(self) -> str:
-        if self.base_url:
-            return self.base_url.rstrip("/")
-        return self._mode().base_url
+        if not self.base_url:  # not configured or half-configured: say what to set, before any request
+            xporter_mode().require()
+            raise ConfigError(Where(VENDOR), "the Xporter resource has no base URL",
+                              hint="set XPORTER_BASE_URL or the secrets, then reload the code location")
+        return self.base_url.rstrip("/")
 
     def _sts(self) -> str:
-        if self.sts_url:
-            return self.sts_url
-        if self._mode().live:
-            return STS_URL.get()
-        return f"{self._base()}/idaas/sts/STS/GetToken"
+        return self.sts_url or f"{self._base()}/idaas/sts/STS/GetToken"
 
     def secrets(self) -> Secrets:
-        return load_secrets(sandbox=self._mode().sandboxed)
+        return load_secrets(self.relying_party, management=self.management_secret,
+                            school_secrets=self.school_secrets, secrets_file=self.secrets_file, sandbox=self.sandbox)
 
     def tokens(self) -> TokenCache:
         """The process-wide token cache for this service (tokens are reused across assets and runs)."""
