@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import dagster as dg
@@ -23,20 +23,25 @@ def _column_note(landed: Landed, column: Column) -> str | None:
     """The schema's description of a column: its vendor name, and why it was renamed or added."""
     if column.name in landed.full_key_columns:
         dim = column.name[: -len(FULL_KEY_SUFFIX)]
-        return f"the full {dim} value of the partition (its directory name, the view's {dim}, is shortened)"
+        return f"the full {dim} value of the partition, whose directory name is shortened (the view shows it as {dim})"
     note = f"vendor column: {column.original!r}" if column.original != column.name else None
     if column.name in landed.renamed_columns:
         note = f"{note}; renamed from {landed.renamed_columns[column.name]}: a partition dimension has that name"
     return note
 
 
+def markdown_table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
+    """A Markdown table (the UI renders ``MetadataValue.md``); cells are used as given."""
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
 def preview_markdown(landed: Landed) -> str:
     if not landed.columns:
         return "(no columns)"
     cols = [c.name for c in landed.columns][:12]
-    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    lines += ["| " + " | ".join(_cell(row.get(c)) for c in cols) + " |" for row in landed.preview]
-    return "\n".join(lines)
+    return markdown_table(cols, ([_cell(row.get(c)) for c in cols] for row in landed.preview))
 
 
 def landed_metadata(

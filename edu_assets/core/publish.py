@@ -20,7 +20,7 @@ from edu_assets.core.catalog import Catalog, ViewSpec
 from edu_assets.core.checks import DatasetChecks
 from edu_assets.core.http import Downloaded
 from edu_assets.core.lake import Lake, Landed
-from edu_assets.core.metadata import landed_metadata
+from edu_assets.core.metadata import landed_metadata, markdown_table
 
 Event = dg.MaterializeResult | dg.AssetMaterialization | dg.AssetCheckEvaluation
 
@@ -71,10 +71,9 @@ def _events(context: dg.AssetExecutionContext, lake: Lake, vendor: str, p: Publi
     first = p.tables[0].landed
     extra = dict(p.extra)
     if len(p.tables) > 1:  # one landing, several datasets (a zip of CSVs): each one's size at a glance
-        extra["tables"] = dg.MetadataValue.md(
-            "| table | rows | columns |\n|---|---|---|\n"
-            + "\n".join(f"| {vendor}.{t.dataset} | {t.landed.rows:,} | {len(t.landed.columns)} |" for t in p.tables)
-        )
+        extra["tables"] = dg.MetadataValue.md(markdown_table(
+            ["table", "rows", "columns"],
+            ([f"{vendor}.{t.dataset}", f"{t.landed.rows:,}", str(len(t.landed.columns))] for t in p.tables)))
     metadata = landed_metadata(first, downloaded=p.downloaded, vendor_job_id=p.vendor_job_id,
                                waited_seconds=p.waited_seconds, extra=extra)
     if len(p.tables) > 1:
