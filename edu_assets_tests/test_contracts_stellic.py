@@ -28,6 +28,7 @@ from edu_assets.core.errors import VendorAuthError, VendorHTTPError, Where
 from edu_assets.core.exports import JobState
 from edu_assets.core.http import VendorHTTP
 from edu_assets.core.lake import Lake
+from edu_assets.core.partition import PartitionId
 from edu_assets.core.redact import redact
 from edu_assets.core.settings import LakeSettings
 from edu_assets.vendors.stellic.catalog import load_catalog, load_partner_reads
@@ -216,7 +217,7 @@ def test_csv_samples_land_as_typed_rows(tmp_path, lines):
     src.write_text("\r\n".join(csv_lines) + "\r\n", encoding="utf-8")
     lake = Lake(LakeSettings(tmp_path / "lake", tmp_path / "edu.duckdb", tmp_path / "work"))
     columns = next(r for r in load_partner_reads()[0] if r.name == "partner_students_by_property").columns
-    landed = lake.land_csv(src, WHERE, "stellic", "sample", {}, expected_columns=columns)
+    landed = lake.land_csv(src, WHERE, PartitionId.of("stellic", "sample", {}), expected_columns=columns)
     assert [c.name for c in landed.columns] == ["username", "id", "engagement_score"]
     assert [c.type for c in landed.columns] == ["VARCHAR", "BIGINT", "BIGINT"]
     assert landed.rows == 2 and landed.preview == [

@@ -29,6 +29,7 @@ import pytest
 from edu_assets.core.errors import VendorAuthError, VendorHTTPError, Where
 from edu_assets.core.http import VendorHTTP
 from edu_assets.core.lake import DATA_FILE, Lake, read_state
+from edu_assets.core.partition import PartitionId
 from edu_assets.core.settings import LakeSettings
 from edu_assets.core.tokens import TokenCache
 from edu_assets.vendors.xporter.auth import (
@@ -684,7 +685,7 @@ def test_freshness_check_reads_the_meta_last_updated_time(tmp_path, monkeypatch)
     old = (dt.datetime.now(dt.UTC) - dt.timedelta(days=9)).isoformat()
     for updated, fresh in ((old, False), (dt.datetime.now(dt.UTC).isoformat(), True), (None, True)):
         state = {"vendor_data_updated": updated} if updated else {}
-        landed = lake.land_json(staged, WHERE, "xporter", "health", {"estab": A}, state=state)
+        landed = lake.land_json(staged, WHERE, PartitionId.of("xporter", "health", {"estab": A}), state=state)
         passed, md, why = SCHOOL_DATA_FRESH.run(landed.path)
         assert passed is fresh, (updated, md)
         if not fresh:

@@ -24,6 +24,7 @@ from edu_assets.core.errors import ConfigError, Where
 from edu_assets.core.lake import DATA_FILE, Lake, connect, parquet_file
 from edu_assets.core.lakepath import ObjectPath, lake_root
 from edu_assets.core.objectstore import POINTER, VERSIONS
+from edu_assets.core.partition import PartitionId
 from edu_assets_tests.helpers import materializations, materialize
 
 # the S3 fixtures, shared by two modules (conftest.py is not this area's): test arguments shadow the names
@@ -75,7 +76,7 @@ def test_s3_root_uses_the_standard_aws_variables(s3_lake, s3):
 def test_landing_publishes_a_new_version_and_the_view_reads_it(s3_lake, tmp_path, monkeypatch):
     lake = Lake()
     for version, rows in ((1, 10), (2, 25), (3, 7)):
-        landed = lake.land_csv(_csv(tmp_path / "a.csv", rows, version), Where("v"), "v", "t", PART)
+        landed = lake.land_csv(_csv(tmp_path / "a.csv", rows, version), Where("v"), PartitionId.of("v", "t", PART))
         assert Catalog(lake.settings).ensure_view("v", "t")
         assert _view(lake, "SELECT count(*), min(v), max(v) FROM v.t") == [(rows, version, version)]
     target = landed.path
@@ -87,7 +88,7 @@ def test_landing_publishes_a_new_version_and_the_view_reads_it(s3_lake, tmp_path
     assert not (tmp_path / "data" / "lake").exists()  # nothing landed locally
 
     monkeypatch.setenv("EDU_LAKE_RETENTION_HOURS", "0")
-    lake.land_csv(_csv(tmp_path / "a.csv", 4, 4), Where("v"), "v", "t", PART)
+    lake.land_csv(_csv(tmp_path / "a.csv", 4, 4), Where("v"), PartitionId.of("v", "t", PART))
     assert len(_versions(lake, target)) == 1  # the next landing collected what no reader can be using
     assert _view(lake, "SELECT count(*), max(v) FROM v.t") == [(4, 4)]
     assert _view(lake, "SELECT DISTINCT day FROM v.t")[0][0].isoformat() == "2026-01-01"  # hive column
@@ -95,9 +96,9 @@ def test_landing_publishes_a_new_version_and_the_view_reads_it(s3_lake, tmp_path
 
 def test_a_query_resolved_before_a_replacement_reads_the_old_version_whole(s3_lake, tmp_path):
     lake = Lake()
-    old = lake.land_csv(_csv(tmp_path / "a.csv", 150_000, 1), Where("v"), "v", "t", PART)
+    old = lake.land_csv(_csv(tmp_path / "a.csv", 150_000, 1), Where("v"), PartitionId.of("v", "t", PART))
     pinned_sql = f"SELECT count(*), min(v), max(v) FROM {parquet_file(old.path)}"  # resolved now
-    lake.land_csv(_csv(tmp_path / "b.csv", 20, 2), Where("v"), "v", "t", PART)
+    lake.land_csv(_csv(tmp_path / "b.csv", 20, 2), Where("v"), PartitionId.of("v", "t", PART))
     with connect(lake.root) as con:
         assert con.execute(pinned_sql).fetchall() == [(150_000, 1, 1)]
         assert con.execute(f"SELECT count(*), max(v) FROM {parquet_file(old.path)}").fetchall() == [(20, 2)]
@@ -109,14 +110,14 @@ def test_readers_never_see_a_torn_partition_while_it_is_replaced(s3_lake, tmp_pa
     lake = Lake()
     sizes = {i: 70_000 + 10_000 * i for i in range(1, 6)}  # several row groups: DuckDB reads with threads
     csvs = {i: _csv(tmp_path / f"{i}.csv", n, i) for i, n in sizes.items()}
-    lake.land_csv(csvs[1], Where("v"), "v", "t", PART, keep_raw=True)
+    lake.land_csv(csvs[1], Where("v"), PartitionId.of("v", "t", PART), keep_raw=True)
     assert Catalog(lake.settings).ensure_view("v", "t")
     done, failures = threading.Event(), []
 
     def writer() -> None:
         try:
             for i in range(2, 6):
-                lake.land_csv(csvs[i], Where("v"), "v", "t", PART, keep_raw=True)
+                lake.land_csv(csvs[i], Where("v"), PartitionId.of("v", "t", PART), keep_raw=True)
         except Exception as exc:  # surfaced by the assertion below
             failures.append(exc)
         finally:
@@ -146,6 +147,7 @@ CHILD = textwrap.dedent("""
     from edu_assets.core import objectstore
     from edu_assets.core.errors import Where
     from edu_assets.core.lake import Lake
+    from edu_assets.core.partition import PartitionId
 
     stop_at, csv = sys.argv[1], Path(sys.argv[2])
     call = objectstore.LakeFileSystem._call_s3
@@ -161,7 +163,7 @@ CHILD = textwrap.dedent("""
     objectstore.LakeFileSystem._call_s3 = pause_point
     duckdb.sql(f"COPY (SELECT range AS id, 9 AS v, md5(range::VARCHAR) || md5((-range)::VARCHAR) AS payload "
                f"FROM range(400000)) TO '{csv}' (HEADER)")
-    Lake().land_csv(csv, Where("v"), "v", "t", {"day": "2026-01-01"})
+    Lake().land_csv(csv, Where("v"), PartitionId.of("v", "t", {"day": "2026-01-01"}))
     print("LANDED", flush=True)
 """)
 
@@ -171,7 +173,7 @@ def test_sigkill_mid_landing_leaves_the_old_version_readable(s3_lake, tmp_path, 
     """Killed mid multipart upload (no new object exists yet) or after the upload but before the pointer
     (the new object is an orphan no reader is pointed at): readers see the old partition, whole."""
     lake = Lake()
-    old = lake.land_csv(_csv(tmp_path / "a.csv", 10, 1), Where("v"), "v", "t", PART)
+    old = lake.land_csv(_csv(tmp_path / "a.csv", 10, 1), Where("v"), PartitionId.of("v", "t", PART))
     assert Catalog(lake.settings).ensure_view("v", "t")
     before = _versions(lake, old.path)
     env = {**os.environ, "EDU_S3_PART_MB": "5", "PYTHONPATH": str(REPO)}

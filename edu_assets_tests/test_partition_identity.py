@@ -4,16 +4,19 @@ its lake file, work files and error coordinates, and every vendor goes through t
 from __future__ import annotations
 
 import re
+import typing
 from pathlib import Path
 
 import dagster as dg
 import pytest
 
+from edu_assets.core.errors import Where
 from edu_assets.core.lake import DATA_FILE, Lake
 from edu_assets.core.naming import NAME_MAX
 from edu_assets.core.partition import PartitionId, partition_dims
 from edu_assets.core.settings import LakeSettings
 
+W = Where("testvendor")
 VENDORS = Path(__file__).resolve().parents[1] / "edu_assets" / "vendors"
 
 
@@ -76,7 +79,7 @@ def test_short_key_where_data_file_and_work_path(lake):
     assert lake.state(pid) == {} and lake.stored(pid) is None  # nothing landed yet
     # the older spelling names the same places
     assert lake.partition_dir("stellic", "audit_data", {"snapshot_date": "2026-03-04"}) / DATA_FILE == lake.data_file(pid)
-    assert lake.work_path("stellic", "audit_data", {"snapshot_date": "2026-03-04"}, "run.csv") == work
+    assert lake.work_path(PartitionId.of("stellic", "audit_data", {"snapshot_date": "2026-03-04"}), "run.csv") == work
 
 
 def test_very_long_key_gets_bounded_names_and_keeps_its_text(lake, tmp_path):
@@ -131,3 +134,25 @@ def test_vendors_publish_through_the_core():
         assert "publish(" in sources[VENDORS / site], site
     core = (VENDORS.parent / "core" / "export_asset.py").read_text(encoding="utf-8")
     assert "publish(" in core and "ensure_view" not in core and "landed_metadata" not in core
+
+
+@pytest.mark.parametrize("method", ["work_dir", "work_path", "land_csv", "land_empty", "land_json", "merge_json"])
+def test_the_lake_names_a_partition_only_by_its_identity(method, lake, tmp_path):
+    """The lake's partition methods take a PartitionId and nothing else: no second spelling (vendor, dataset,
+    dimensions) to drift from it. The old spelling is a TypeError before anything is written."""
+    hints = typing.get_type_hints(getattr(Lake, method))
+    assert hints["pid"] is PartitionId
+    assert not {"vendor", "asset", "partition"} & set(hints)
+    src = tmp_path / "a.csv"
+    src.write_text("x\n1\n", encoding="utf-8")
+    old_spelling = {
+        "work_dir": lambda: lake.work_dir("v", "t", {"p": "1"}),
+        "work_path": lambda: lake.work_path("v", "t", {"p": "1"}, "a.csv"),
+        "land_csv": lambda: lake.land_csv(src, W, "v", "t", {"p": "1"}),
+        "land_empty": lambda: lake.land_empty(W, "v", "t", {"p": "1"}, ["x"]),
+        "land_json": lambda: lake.land_json(src, W, "v", "t", {"p": "1"}),
+        "merge_json": lambda: lake.merge_json(src, [], "x", W, "v", "t", {"p": "1"}),
+    }[method]
+    with pytest.raises(TypeError):
+        old_spelling()
+    assert src.exists() and not lake.dataset_dir("v", "t").exists()

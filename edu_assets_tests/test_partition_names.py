@@ -25,6 +25,7 @@ from edu_assets.core.lake import (
 )
 from edu_assets.core.metadata import landed_metadata
 from edu_assets.core.naming import NAME_MAX, clear_of_dimensions, partition_component, path_value
+from edu_assets.core.partition import PartitionId
 from edu_assets.core.settings import LakeSettings
 from edu_assets_tests.helpers import query
 from edu_assets_tests.s3server import s3, s3_lake  # noqa: F401
@@ -60,8 +61,8 @@ def test_long_keys_land_in_distinct_bounded_directories_and_the_view_shows_them_
     keys = [LONG_A, LONG_B, ACCENTS, "plain tag"]
     dirs = []
     for i, key in enumerate(keys):
-        landed = lake.land_csv(_csv(tmp_path / f"{i}.csv", f"Student,Score\ns{i},{i}\n"), W, "stellic", "notes",
-                               {"note_tag": key})
+        landed = lake.land_csv(_csv(tmp_path / f"{i}.csv", f"Student,Score\ns{i},{i}\n"), W, PartitionId.of("stellic", "notes",
+                               {"note_tag": key}))
         dirs.append(_component(lake, landed.path, "stellic", "notes"))
     assert len(set(dirs)) == 4  # LONG_A and LONG_B differ only at their end, and still get their own
     assert all(len(d.encode()) <= 200 for d in dirs[:3])
@@ -84,7 +85,7 @@ def test_the_full_key_projection_makes_the_dimension_column_itself_show_the_full
     """What the catalog's view would select to show the full key under ``note_tag`` itself."""
     lake = Lake(settings)
     for i, key in enumerate([LONG_A, "short"]):
-        lake.land_csv(_csv(tmp_path / f"{i}.csv", f"x\n{i}\n"), W, "stellic", "notes", {"note_tag": key})
+        lake.land_csv(_csv(tmp_path / f"{i}.csv", f"x\n{i}\n"), W, PartitionId.of("stellic", "notes", {"note_tag": key}))
     source = (f"read_parquet('{lake.dataset_dir('stellic', 'notes')}/**/{DATA_FILE}', "
               "hive_partitioning=true, union_by_name=true)")
     columns = [r[0] for r in duckdb.sql(f"DESCRIBE SELECT * FROM {source}").fetchall()]
@@ -97,14 +98,14 @@ def test_the_full_key_projection_makes_the_dimension_column_itself_show_the_full
 def test_long_keys_in_json_merge_and_empty_landings_carry_one_full_key_column(settings, tmp_path):
     lake = Lake(settings)
     part = {"estab": "1", "tag": ACCENTS}
-    lake.land_json(_jsonl(tmp_path / "a.jsonl", [{"Id": 1, "v": "a"}, {"Id": 2, "v": "b"}]), W, "x", "t", part)
-    merged = lake.merge_json(_jsonl(tmp_path / "b.jsonl", [{"Id": 2, "v": "B"}]), ["1"], "Id", W, "x", "t", part)
+    lake.land_json(_jsonl(tmp_path / "a.jsonl", [{"Id": 1, "v": "a"}, {"Id": 2, "v": "b"}]), W, PartitionId.of("x", "t", part))
+    merged = lake.merge_json(_jsonl(tmp_path / "b.jsonl", [{"Id": 2, "v": "B"}]), ["1"], "Id", W, PartitionId.of("x", "t", part))
     assert merged.full_key_columns == {"tag__full": ACCENTS}
     assert [c.name for c in merged.columns].count("tag__full") == 1
-    empty = lake.land_empty(W, "x", "t", {"estab": "2", "tag": LONG_A}, like=merged.path)
+    empty = lake.land_empty(W, PartitionId.of("x", "t", {"estab": "2", "tag": LONG_A}), like=merged.path)
     assert empty.rows == 0 and "tag__full" in [c.name for c in empty.columns]
     assert json.loads(pq.read_schema(empty.path).metadata[PARTITION_KEY.encode()]) == {"estab": "2", "tag": LONG_A}
-    lake.land_csv(_csv(tmp_path / "c.csv", "Id,v\n3,c\n"), W, "x", "t", {"estab": "3", "tag": LONG_A})
+    lake.land_csv(_csv(tmp_path / "c.csv", "Id,v\n3,c\n"), W, PartitionId.of("x", "t", {"estab": "3", "tag": LONG_A}))
     assert Catalog(settings).ensure_view("x", "t")
     got = query(settings.catalog_path, "SELECT estab, tag, id, v FROM x.t ORDER BY estab, id")
     assert got == [(1, ACCENTS, 2, "B"), (3, LONG_A, 3, "c")]
@@ -112,12 +113,12 @@ def test_long_keys_in_json_merge_and_empty_landings_carry_one_full_key_column(se
 
 def test_work_files_of_long_keys_get_bounded_distinct_directories(settings):
     lake = Lake(settings)
-    a = lake.work_path("stellic", "notes", {"note_tag": LONG_A, "day": "2026-01-01"}, "run.csv")
-    b = lake.work_path("stellic", "notes", {"note_tag": LONG_B, "day": "2026-01-01"}, "run.csv")
-    accents = lake.work_path("stellic", "notes", {"a": ACCENTS, "b": ACCENTS[:40], "c": ACCENTS[:40]}, "run.csv")
+    a = lake.work_path(PartitionId.of("stellic", "notes", {"note_tag": LONG_A, "day": "2026-01-01"}), "run.csv")
+    b = lake.work_path(PartitionId.of("stellic", "notes", {"note_tag": LONG_B, "day": "2026-01-01"}), "run.csv")
+    accents = lake.work_path(PartitionId.of("stellic", "notes", {"a": ACCENTS, "b": ACCENTS[:40], "c": ACCENTS[:40]}), "run.csv")
     assert a.parent != b.parent and a.parent.is_dir() and b.parent.is_dir() and accents.parent.is_dir()
     assert all(len(p.parent.name.encode()) <= NAME_MAX for p in (a, b, accents))
-    short = lake.work_dir("stellic", "notes", {"note_tag": "x y", "day": "2026-01-01"})
+    short = lake.work_dir(PartitionId.of("stellic", "notes", {"note_tag": "x y", "day": "2026-01-01"}))
     assert short.name == "note_tag=x%20y_day=2026-01-01"  # as before
 
 
@@ -138,7 +139,7 @@ def test_an_impossible_dimension_name_is_a_clear_error(settings):
 def test_a_column_named_like_the_partition_dimension_is_renamed_and_both_show(settings, tmp_path):
     lake = Lake(settings)
     src = _csv(tmp_path / "a.csv", "Student,Snapshot Date\ns1,2020-01-31\ns2,2021-06-30\n")
-    landed = lake.land_csv(src, W, "stellic", "notes", {"snapshot_date": "2026-12-02"})
+    landed = lake.land_csv(src, W, PartitionId.of("stellic", "notes", {"snapshot_date": "2026-12-02"}))
     assert landed.renamed_columns == {"snapshot_date_column": "snapshot_date"}
     assert {c.name: c.original for c in landed.columns} == {"student": "Student",
                                                            "snapshot_date_column": "Snapshot Date"}
@@ -168,13 +169,13 @@ def test_json_merge_and_empty_landings_rename_too(settings, tmp_path):
     lake = Lake(settings)
     part = {"estab": "1"}
     first = lake.land_json(_jsonl(tmp_path / "a.jsonl", [{"estab": 10, "Id": 1}, {"estab": 11, "Id": 2}]),
-                           W, "x", "t", part)
+                           W, PartitionId.of("x", "t", part))
     assert first.renamed_columns == {"estab_column": "estab"}
     # merged by a key a dimension renamed: the key is found under its new name
-    merged = lake.merge_json(_jsonl(tmp_path / "b.jsonl", [{"estab": 12, "Id": 2}]), [], "estab", W, "x", "t", part)
+    merged = lake.merge_json(_jsonl(tmp_path / "b.jsonl", [{"estab": 12, "Id": 2}]), [], "estab", W, PartitionId.of("x", "t", part))
     assert merged.renamed_columns == {"estab_column": "estab"} and merged.rows == 3
     assert lake.duplicate_key_counts(merged.path, ["estab"]) == (0, 0)  # the check's key, as the vendor names it
-    empty = lake.land_empty(W, "x", "t", {"estab": "2"}, ["estab", "Id"])
+    empty = lake.land_empty(W, PartitionId.of("x", "t", {"estab": "2"}), ["estab", "Id"])
     assert empty.renamed_columns == {"estab_column": "estab"}
     assert [c.name for c in empty.columns] == ["estab_column", "id"]
     assert Catalog(settings).ensure_view("x", "t")
@@ -191,11 +192,11 @@ def test_a_partition_landed_before_renaming_is_fitted_when_merged_or_copied(sett
     table = pa.table({"id": [1, 2], "estab": [10, 11]}).replace_schema_metadata(
         {ORIGINALS_KEY: json.dumps({"id": "Id", "estab": "estab"})})
     pq.write_table(table, old)
-    merged = lake.merge_json(_jsonl(tmp_path / "b.jsonl", [{"Id": 2, "estab": 12}]), [], "Id", W, "x", "t",
-                             {"estab": "1"})
+    merged = lake.merge_json(_jsonl(tmp_path / "b.jsonl", [{"Id": 2, "estab": 12}]), [], "Id", W, PartitionId.of("x", "t",
+                             {"estab": "1"}))
     assert merged.renamed_columns == {"estab_column": "estab"}
     assert sorted(r["estab_column"] for r in merged.preview) == [10, 12]
-    empty = lake.land_empty(W, "x", "t", {"estab": "2"}, like=old)
+    empty = lake.land_empty(W, PartitionId.of("x", "t", {"estab": "2"}), like=old)
     assert [c.name for c in empty.columns] == ["id", "estab_column"]
 
 
@@ -204,7 +205,7 @@ def test_long_keys_and_renamed_columns_in_the_object_store_lake(s3_lake, tmp_pat
     lake = Lake()
     for i, key in enumerate([LONG_A, LONG_B, ACCENTS]):
         landed = lake.land_csv(_csv(tmp_path / f"{i}.csv", f"Snapshot Date,n\n2020-01-0{i + 1},{i}\n"), W,
-                               "stellic", "notes", {"snapshot_date": "2026-12-02", "note_tag": key})
+                               PartitionId.of("stellic", "notes", {"snapshot_date": "2026-12-02", "note_tag": key}))
         assert landed.path.exists()
     assert Catalog(lake.settings).ensure_view("stellic", "notes")
     with Catalog(lake.settings).connect() as con:

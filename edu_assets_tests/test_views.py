@@ -16,6 +16,7 @@ from edu_assets.cli import main
 from edu_assets.core.catalog import Catalog, Current, ViewSpec, view_for
 from edu_assets.core.errors import Where
 from edu_assets.core.lake import Lake
+from edu_assets.core.partition import PartitionId
 from edu_assets.core.settings import LakeSettings
 from edu_assets.vendors import skillspass, stellic, webadmit, xporter
 from edu_assets.vendors.webadmit.partitions import TEMPLATES
@@ -72,7 +73,7 @@ def test_rebuild_makes_declared_views_and_plain_ones_for_the_rest(lake_env, tmp_
                             ("snap_7", "1", "x\n1\n"), ("snap_7", "2", "x\n2\n"), ("other", "1", "y\n5\n")]:
         src = tmp_path / f"{name}-{day}.csv"
         src.write_text(text)
-        lake.land_csv(src, W, "testvendor", name, {"d": day})
+        lake.land_csv(src, W, PartitionId.of("testvendor", name, {"d": day}))
     declared = [ViewSpec("testvendor", "feed", current=Current(("id",), "d")),
                 ViewSpec("testvendor", "snap_*", latest_by="d")]
     made = Catalog(settings).rebuild(declared)
@@ -89,7 +90,7 @@ def test_landing_fast_path_still_skips_the_catalog_for_declared_views(lake_env, 
     settings = LakeSettings.from_env()
     src = tmp_path / "a.csv"
     src.write_text("x\n1\n")
-    Lake(settings).land_csv(src, W, "testvendor", "snap_1", {"d": "1"})
+    Lake(settings).land_csv(src, W, PartitionId.of("testvendor", "snap_1", {"d": "1"}))
     declared = [ViewSpec("testvendor", "snap_*", latest_by="d")]
     assert Catalog(settings).ensure_view("testvendor", "snap_1", declared)
     again, opened = Catalog(settings), []

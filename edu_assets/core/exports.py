@@ -66,8 +66,8 @@ class ExportHandle:
     job_id: str
     asset_key: str
     partition_key: str | None
-    started_at: float
     details: dict[str, Any] = field(default_factory=dict)
+    started_at: float = field(default_factory=time.time)  # when the vendor accepted the job
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)

@@ -93,15 +93,6 @@ class Stored:
     original_columns: dict[str, str]  # snake_case name -> the vendor's own
 
 
-def _target(vendor: str | PartitionId, asset: str | None, partition: Mapping[str, str] | None) -> PartitionId:
-    """The partition a lake method is about: a :class:`PartitionId`, or (older callers) its parts."""
-    if isinstance(vendor, PartitionId):
-        return vendor
-    if asset is None:
-        raise TypeError("a lake partition needs a PartitionId, or a vendor, a dataset and its dimensions")
-    return PartitionId.of(vendor, asset, partition or {})
-
-
 @dataclass
 class Landed:
     """What a landing produced: enough for Dagster metadata and asset checks."""
@@ -180,8 +171,7 @@ class Lake:
     """Writes and locates partitions of every asset's dataset.
 
     A partition is named by its :class:`~edu_assets.core.partition.PartitionId` (``data_file``, ``work_path``,
-    ``state``, ``stored``, and the landing methods take one); the landing and work-file methods also take its
-    parts (vendor, dataset, ``{dim: value}``) for older callers."""
+    ``state``, ``stored`` and the landing methods take it, and only it: a partition has one identity)."""
 
     def __init__(self, settings: LakeSettings | None = None):
         self.settings = settings or LakeSettings.from_env()
@@ -229,26 +219,17 @@ class Lake:
         return Stored(path, int(parquet.metadata.num_rows), _kv_json(schema, STATE_KEY),
                       _kv_json(schema, ORIGINALS_KEY))
 
-    def work_dir(self, vendor: str | PartitionId, asset: str | None = None,
-                 partition: Mapping[str, str] | None = None) -> Path:
+    def work_dir(self, pid: PartitionId) -> Path:
         """The directory of this partition's attempts' raw downloads (swept by :mod:`edu_assets.core.workdir`).
 
         Its name joins the partition's directory names, shortened as a whole when too long (a work
-        directory is transient, so only names that could not exist before change). Takes a
-        :class:`PartitionId`, or (for older callers) its vendor, dataset and dimensions."""
-        pid = _target(vendor, asset, partition)
+        directory is transient, so only names that could not exist before change)."""
         slug = "_".join(partition_component(k, v) for k, v in pid.dims) or "all"
         return self.settings.work_dir / pid.vendor / pid.dataset / bounded_name(slug)
 
-    def work_path(self, vendor: str | PartitionId, *args: Any) -> Path:
-        """Where a raw download for this partition is staged (and kept when it cannot be landed):
-        ``work_path(pid, name)``, or (older callers) ``work_path(vendor, dataset, dimensions, name)``."""
-        if isinstance(vendor, PartitionId):
-            (name,) = args
-            path = self.work_dir(vendor) / name
-        else:
-            asset, partition, name = args
-            path = self.work_dir(vendor, asset, partition) / name
+    def work_path(self, pid: PartitionId, name: str) -> Path:
+        """Where a raw download for this partition is staged (and kept when it cannot be landed)."""
+        path = self.work_dir(pid) / name
         path.parent.mkdir(parents=True, exist_ok=True)
         return path
 
@@ -257,9 +238,7 @@ class Lake:
         self,
         src: Path,
         where: Where,
-        vendor: str | PartitionId,
-        asset: str | None = None,
-        partition: Mapping[str, str] | None = None,
+        pid: PartitionId,
         *,
         encoding: str = "utf-8",
         expected_columns: Sequence[str] | None = None,
@@ -280,7 +259,6 @@ class Lake:
                 typed = False
                 return self._copy_csv(con, src, tmp, encoding, all_varchar=True)
 
-        pid = _target(vendor, asset, partition)
         target, partition = self.data_file(pid), pid.mapping
         landed = self._atomic(target, where, write, expected_columns, partition,
                               on_error=lambda exc: _csv_error(where, src, encoding, exc))
@@ -308,9 +286,7 @@ class Lake:
     def land_empty(
         self,
         where: Where,
-        vendor: str | PartitionId,
-        asset: str | None = None,
-        partition: Mapping[str, str] | None = None,
+        pid: PartitionId,
         expected_columns: Sequence[str] | None = None,
         *,
         like: Path | None = None,
@@ -321,7 +297,6 @@ class Lake:
         given, else the documented columns as text, so the dataset's view keeps working; either way fitted
         to this partition (renamed columns, this partition's full key: see the module's docstring).
         """
-        pid = _target(vendor, asset, partition)
         target, partition = self.data_file(pid), pid.mapping
 
         def write(con: duckdb.DuckDBPyConnection, tmp: Path) -> list[str]:
@@ -347,9 +322,7 @@ class Lake:
         self,
         staged: Path,
         where: Where,
-        vendor: str | PartitionId,
-        asset: str | None = None,
-        partition: Mapping[str, str] | None = None,
+        pid: PartitionId,
         *,
         expected_columns: Sequence[str] | None = None,
         state: Mapping[str, Any] | None = None,
@@ -359,7 +332,6 @@ class Lake:
         ``state`` (e.g. a change-set token) is stored in the same Parquet file, so the state and the data it
         covers are replaced together, atomically.
         """
-        pid = _target(vendor, asset, partition)
         target, partition = self.data_file(pid), pid.mapping
         return self._atomic(target, where,
                             lambda con, tmp: _copy_json(con, staged, tmp, expected_columns, state, partition),
@@ -371,9 +343,7 @@ class Lake:
         deleted_ids: Sequence[str],
         key: str,
         where: Where,
-        vendor: str | PartitionId,
-        asset: str | None = None,
-        partition: Mapping[str, str] | None = None,
+        pid: PartitionId,
         *,
         expected_columns: Sequence[str] | None = None,
         state: Mapping[str, Any] | None = None,
@@ -383,7 +353,6 @@ class Lake:
         The result replaces the partition atomically (with ``state``), so a crash leaves the previous
         version and its state, and re-applying the same change set gives the same rows.
         """
-        pid = _target(vendor, asset, partition)
         target, partition = self.data_file(pid), pid.mapping
 
         def write(con: duckdb.DuckDBPyConnection, tmp: Path) -> list[str]:

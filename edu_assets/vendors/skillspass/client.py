@@ -19,7 +19,6 @@ from __future__ import annotations
 import base64
 import json
 import re
-import time
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -202,14 +201,8 @@ class SkillsPassClient:
         answer = self.http.request_json("POST", EXPORTS_PATH, where, json_body=body)
         job_id, field = parse_created(answer, where)
         self.http.log.info(f"{where}: SkillsPass job {describe_job_id(job_id) or job_id} (id in {field!r})")
-        return ExportHandle(
-            vendor=VENDOR,
-            job_id=job_id,
-            asset_key=asset_key,
-            partition_key=partition_key,
-            started_at=time.time(),
-            details={"request": body, "job_id_field": field, **(details or {})},
-        )
+        return ExportHandle(VENDOR, job_id, asset_key, partition_key,
+                            details={"request": body, "job_id_field": field, **(details or {})})
 
     # ------------------------------------------------------------------ AsyncExportAPI
     def poll(self, handle: ExportHandle, where: Where) -> JobStatus:

@@ -17,7 +17,7 @@ from edu_assets.core.lake import Lake
 from edu_assets.core.partition import PartitionId
 from edu_assets.core.resources import LakeResource
 from edu_assets.vendors.stellic.catalog import ExportSpec, build_query, load_catalog, load_partner_reads
-from edu_assets.vendors.stellic.client import VENDOR
+from edu_assets.vendors.stellic.client import VENDOR, StellicClient
 from edu_assets.vendors.stellic.partitions import PARTITIONINGS, check_snapshot_date
 from edu_assets.vendors.stellic.resources import StellicResource
 
@@ -49,7 +49,6 @@ def build_export_asset(spec: ExportSpec) -> dg.AssetsDefinition:
     part = PARTITIONINGS[spec.partitioning]
     needs = ", ".join(p.name for p in spec.required_params)
     checks = build_checks(spec)
-    declared = views()
 
     @landing_asset(
         checks,
@@ -97,23 +96,25 @@ def build_export_asset(spec: ExportSpec) -> dg.AssetsDefinition:
             query.append(("delivery_channel", config.delivery_channel))
         client = stellic.client(context.log)
         path = client.partner_path(spec.path) if spec.api == "partner" else spec.path
-
-        start = client.starter(path, query, where, asset_key=context.asset_key.to_user_string(), partition_key=key)
-        request = ExportRequest(
-            pid,
-            where=where,
-            partition_key=key,
-            api=client,
-            start=start,
-            encoding=spec.encoding,
-            expected_columns=spec.columns,
-            views=declared,
-            extra_metadata={"request_params": ", ".join(f"{k}={v}" for k, v in query), "request_path": path},
-            checks=checks,
-        )
+        request = export_request(context, client, pid, path, query, expected_columns=spec.columns,
+                                 encoding=spec.encoding, checks=checks)
         yield from land_and_close(context, [request], client.http, lake, config.inline_wait_seconds)
 
     return _export
+
+
+def export_request(context: dg.AssetExecutionContext, client: StellicClient, pid: PartitionId, path: str,
+                   query: list[tuple[str, str]], **landing: Any) -> ExportRequest:
+    """One Stellic export of one partition, bulk or partner: started with ``query`` on ``path`` (sync or
+    async, as Stellic answers), its request recorded in the materialization's metadata. ``landing``: the
+    request's remaining fields (expected columns, encoding, checks)."""
+    key = context.partition_key if context.has_partition_key else None
+    start = client.starter(path, query, pid.where, asset_key=context.asset_key.to_user_string(), partition_key=key)
+    return ExportRequest(
+        pid, api=client, start=start, partition_key=key, views=views(),
+        extra_metadata={"request_params": ", ".join(f"{k}={v}" for k, v in query), "request_path": path},
+        **landing,
+    )
 
 
 def build_checks(spec: ExportSpec) -> DatasetChecks:

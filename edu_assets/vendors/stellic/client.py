@@ -21,7 +21,6 @@ examples through them.
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -224,14 +223,8 @@ class StellicClient:
         body = _read_json(got.path, where)
         got.path.unlink(missing_ok=True)
         file_name = parse_kickoff(body, where)
-        return ExportHandle(
-            vendor=VENDOR,
-            job_id=file_name,
-            asset_key=asset_key,
-            partition_key=partition_key,
-            started_at=time.time(),
-            details={"file_name": file_name, "path": path},
-        )
+        return ExportHandle(VENDOR, file_name, asset_key, partition_key,
+                            details={"file_name": file_name, "path": path})
 
     def _request_export(
         self, path: str, query: list[tuple[str, str]], dest: Path, where: Where

@@ -27,7 +27,7 @@ import dagster as dg
 
 from edu_assets.core.checks import DatasetChecks, FileCheck, landing_asset
 from edu_assets.core.errors import ConfigError, VendorHTTPError, Where
-from edu_assets.core.export_asset import ExportRequest, land_and_close
+from edu_assets.core.export_asset import land_and_close
 from edu_assets.core.http import Log
 from edu_assets.core.lake import Lake, read_state, read_table
 from edu_assets.core.naming import snake_case
@@ -35,7 +35,7 @@ from edu_assets.core.partition import PartitionId
 from edu_assets.core.publish import LandedTable, Publication, publish
 from edu_assets.core.resources import LakeResource
 from edu_assets.core.staging import JsonStage, staging
-from edu_assets.vendors.stellic.assets import views
+from edu_assets.vendors.stellic.assets import export_request, views
 from edu_assets.vendors.stellic.catalog import PartnerReadSpec, StudentList, load_partner_reads
 from edu_assets.vendors.stellic.client import VENDOR, StellicClient, messages, parse_student_read
 from edu_assets.vendors.stellic.partitions import PARTITIONINGS, check_snapshot_date
@@ -180,20 +180,8 @@ def build_bulk_read_asset(spec: PartnerReadSpec) -> dg.AssetsDefinition:
         check_snapshot_date(day, where, config.allow_past_snapshot)
         client = stellic.client(context.log)
         path = client.partner_path(spec.request_path(view))
-        query = list(spec.query.items())
-
-        start = client.starter(path, query, where, asset_key=context.asset_key.to_user_string(), partition_key=key)
-        request = ExportRequest(
-            pid,
-            where=where,
-            partition_key=key,
-            api=client,
-            start=start,
-            expected_columns=spec.columns,
-            views=views(),
-            extra_metadata={"request_path": path, "request_params": ", ".join(f"{k}={v}" for k, v in query)},
-            checks=checks,
-        )
+        request = export_request(context, client, pid, path, list(spec.query.items()), expected_columns=spec.columns,
+                                 checks=checks)
         yield from land_and_close(context, [request], client.http, lake, config.inline_wait_seconds)
 
     return _read

@@ -14,7 +14,6 @@
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -148,20 +147,13 @@ class WebAdmitClient:
                 f"{where}: WebAdMIT answered the run request with export file {run['id']} "
                 f"already {raw!r}; its status call decides what lands"
             )
-        return ExportHandle(
-            vendor=VENDOR,
-            job_id=f"webadmit-export-file-{run['id']}",
-            asset_key=asset_key,
-            partition_key=partition_key,
-            started_at=time.time(),
-            details={
-                "export_id": template.export_id,
-                "export_file_id": int(run["id"]),
-                "identity_id": template.identity_id,
-                "status_at_start": raw,
-                "answer_shape": "array" if isinstance(body.get("export_files"), list) else "object",
-            },
-        )
+        return ExportHandle(VENDOR, f"webadmit-export-file-{run['id']}", asset_key, partition_key, details={
+            "export_id": template.export_id,
+            "export_file_id": int(run["id"]),
+            "identity_id": template.identity_id,
+            "status_at_start": raw,
+            "answer_shape": "array" if isinstance(body.get("export_files"), list) else "object",
+        })
 
     # ------------------------------------------------------------------ AsyncExportAPI
     def poll(self, handle: ExportHandle, where: Where) -> JobStatus:

@@ -316,7 +316,7 @@ class EndpointRun:
             for i, table in enumerate(ep.tables):
                 staged = stage.finish(table.name)
                 pid = part.pid(ep.asset_name(table))
-                common = dict(where=where.at(partition=pid.key), vendor=pid,
+                common = dict(where=where.at(partition=pid.key), pid=pid,
                               expected_columns=self.expected_columns(table))
                 if mode == "full":
                     landed = self.lake.land_json(staged, state={"changed_rows": summary.next_token,
