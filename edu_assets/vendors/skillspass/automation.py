@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
 
 import dagster as dg
 
@@ -18,9 +17,6 @@ from edu_assets.vendors.skillspass.catalog import ExportSpec, load_catalog
 from edu_assets.vendors.skillspass.client import VENDOR
 from edu_assets.vendors.skillspass.partitions import ACTIVITIES, activity_by_day, daily
 from edu_assets.vendors.skillspass.resources import skillspass_mode
-
-if TYPE_CHECKING:
-    pass  # imported where used: it costs ~0.1 s, and the code location loads without it
 
 ACTIVITY_COLUMN = "learning_activity_id"
 

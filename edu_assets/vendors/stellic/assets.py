@@ -108,7 +108,7 @@ def export_request(context: dg.AssetExecutionContext, client: StellicClient, pid
     """One Stellic export of one partition, bulk or partner: started with ``query`` on ``path`` (sync or
     async, as Stellic answers), its request recorded in the materialization's metadata. ``landing``: the
     request's remaining fields (expected columns, encoding, checks)."""
-    key = context.partition_key if context.has_partition_key else None
+    key = str(context.partition_key) if context.has_partition_key else None
     start = client.starter(path, query, pid.where, asset_key=context.asset_key.to_user_string(), partition_key=key)
     return ExportRequest(
         pid, api=client, start=start, partition_key=key, views=views(),

@@ -25,7 +25,7 @@ from edu_assets.core.catalog import Catalog, ViewSpec
 from edu_assets.core.checks import DatasetChecks, landing_asset
 from edu_assets.core.errors import ConfigError, EduAssetsError, Where
 from edu_assets.core.http import Log, QuietLog
-from edu_assets.core.lake import Lake, Landed
+from edu_assets.core.lake import Lake, Landed, Stored
 from edu_assets.core.months import month_end
 from edu_assets.core.naming import safe_name, snake_case
 from edu_assets.core.publish import LandedTable, Publication, publish
@@ -272,7 +272,7 @@ class EndpointRun:
                 raise ConfigError(where, f"{ep.title} does not offer updatedSince",
                                   hint="use change sets (the default) or full_refresh instead")
             return self._fetch_and_land(client, part, where, {**params, "updatedSince": config.updated_since},
-                                        mode="updated_since", states=states)
+                                        mode="updated_since", stored=stored)
         # an empty landed table needs no key column: a change set is landed into it as is
         keyed = all(s is not None and ((t.key or "Id") in s.original_columns.values() or not s.rows)
                     for t, s in zip(ep.tables, stored, strict=True))
@@ -294,16 +294,19 @@ class EndpointRun:
         token = next(iter(tokens))
         try:
             return self._fetch_and_land(client, part, where, {**params, "changedRows": token}, mode="delta",
-                                        signature=signature)
+                                        signature=signature, stored=stored)
         except ChangeTokenRejected as exc:
             self.log.warning(f"{exc}; reloading everything with changedRows=*")
             return self._fetch_and_land(client, part, where, {**params, "changedRows": "*"}, mode="full",
                                         signature=signature, extra={"change_set_restarted": exc.what})
 
     def _fetch_and_land(self, client: XporterClient, part: Slice, where: Where, params: dict[str, Any], *,
-                        mode: str, signature: str | None = None, states: list[dict] | None = None,
+                        mode: str, signature: str | None = None, stored: list[Stored | None] | None = None,
                         extra: dict[str, Any] | None = None) -> list[_Outcome]:
+        """Fetch and land every table of the endpoint for one slice. ``stored``: each table's landed file as
+        ``snapshot`` read it at the start of this run (what a delta is merged into)."""
         ep, estab = self.endpoint, part.estab
+        before = stored or [None] * len(ep.tables)
         probe_md = self._probe(client, params, where) if mode == "full" else {}
         with staging(self.stage_dir(estab)) as stage:
             router = _Router(ep, stage)
@@ -324,9 +327,9 @@ class EndpointRun:
                     detail = {"change_set": "full load (changedRows=*)"}
                 else:
                     deleted = router.deleted_for(summary, table)
-                    state = {**(states or [{}])[i], **updated} if mode == "updated_since" else {
+                    landed_now = before[i]
+                    state = {**(landed_now.state if landed_now else {}), **updated} if mode == "updated_since" else {
                         "changed_rows": summary.next_token, "signature": signature, **updated}
-                    landed_now = self.lake.stored(pid)
                     if landed_now is not None and not landed_now.rows:  # nothing to merge into (maybe no key column)
                         landed = self.lake.land_json(staged, state=state, **common)
                     else:
